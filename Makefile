@@ -1,0 +1,44 @@
+# message-events: every command a developer or CI needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test lint format typecheck pytest schemas schemas-check clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create the virtualenv and install the package with dev tools
+
+run: $(STAMP)  ## ingress and all processors in one process (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
+	$(BIN)/message-events run --port $(PORT)
+
+lint: $(STAMP)  ## ruff format check and lint
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)  ## mypy, strict
+	$(BIN)/mypy message_events ingest processors schemas tests
+
+schemas: $(STAMP)  ## regenerate the JSON Schemas from the models
+	$(BIN)/python -m schemas
+
+pytest: $(STAMP)  ## the test suite alone
+	$(BIN)/pytest
+
+test: lint typecheck pytest  ## everything CI runs
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

