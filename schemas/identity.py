@@ -31,7 +31,9 @@ class EventIdentity(NamedTuple):
         """16 bytes that stand for the identity in state and keys."""
         code = "" if self.error_code is None else str(self.error_code)
         text = _SEPARATOR.join((self.type, self.message_id, self.to, self.time, code))
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return hashlib.blake2b(
+            text.encode("utf-8", "surrogatepass"), digest_size=16
+        ).digest()
 
     @property
     def event_id(self) -> str:
