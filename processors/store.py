@@ -1,0 +1,172 @@
+"""
+The dedup topic's record format and the restore of a partition's state.
+
+Records on ``message-events.<processor>.dedup``, partition = input partition:
+
+==============  =============================  ===========================
+key             value                          meaning
+==============  =============================  ===========================
+``e`` + digest  expiry, epoch seconds          an event was handled
+``s`` + key     ``<status> <expiry>``          latest status of a key
+``m``           output offset                  outputs below it have their
+                                               entries written
+==============  =============================  ===========================
+
+A crash can land a batch's outputs without its dedup entries. Restore
+therefore also reads the output partition from the ``m`` mark to its end and
+takes every output found there as handled, writing the missing entries back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from processors.state import PartitionState
+
+log = logging.getLogger(__name__)
+
+EVENT = b"e"
+STATUS = b"s"
+MARK = b"m"
+_EMPTY_ROUND_MS = 200
+
+
+def event_entry(digest: bytes, expiry: int) -> tuple[bytes, bytes]:
+    """The record that says an event was handled."""
+    return EVENT + digest, b"%d" % expiry
+
+
+def status_entry(key: str, status: str, expiry: int) -> tuple[bytes, bytes]:
+    """The record that holds the latest status of a key."""
+    return STATUS + key.encode(), f"{status} {expiry}".encode()
+
+
+def mark_entry(offset: int) -> tuple[bytes, bytes]:
+    """The record that moves a partition's output mark."""
+    return MARK, b"%d" % offset
+
+
+def apply_entry(state: PartitionState, key: bytes, value: bytes, now: int) -> None:
+    """Fold one dedup record into the state, skipping expired entries."""
+    kind = key[:1]
+    if kind == EVENT:
+        expiry = int(value)
+        if expiry > now:
+            state.events[key[1:]] = expiry
+        else:
+            state.events.pop(key[1:], None)
+    elif kind == STATUS:
+        status, _, expiry_text = value.decode().partition(" ")
+        expiry = int(expiry_text)
+        if expiry > now:
+            state.statuses[key[1:].decode()] = (status, expiry)
+        else:
+            state.statuses.pop(key[1:].decode(), None)
+    elif kind == MARK:
+        state.output_mark = max(state.output_mark, int(value))
+
+
+async def read_to_end(
+    reader: Any, starts: dict[TopicPartition, int]
+) -> AsyncIterator[list[Any]]:
+    """Yield record lists of the given partitions until each is read to its end.
+
+    The end is reached when every position is at or past the reported end
+    offset and one more fetch round returns nothing: the embedded broker can
+    report an end offset below the true end.
+    """
+    if not starts:
+        return
+    reader.assign(list(starts))
+    for tp, offset in starts.items():
+        reader.seek(tp, offset)
+    ends = await reader.end_offsets(list(starts))
+    while True:
+        batch = await reader.getmany(timeout_ms=_EMPTY_ROUND_MS)
+        for records in batch.values():
+            yield records
+        if batch:
+            continue
+        positions = {tp: await reader.position(tp) for tp in starts}
+        if all(positions[tp] >= ends[tp] for tp in starts):
+            return
+
+
+async def restore_partitions(
+    reader: Any,
+    dedup_topic: str,
+    output_topic: str,
+    partitions: list[int],
+    window_s: int,
+) -> tuple[dict[int, PartitionState], dict[int, list[tuple[bytes, bytes]]]]:
+    """Rebuild the state of some input partitions.
+
+    Returns the states and, per partition, the entries missing from the dedup
+    topic (found only as outputs past the mark), which the caller writes back
+    before it handles any record of that partition.
+    """
+    now = int(time.time())
+    states = {p: PartitionState() for p in partitions}
+    starts = {TopicPartition(dedup_topic, p): 0 for p in partitions}
+    async for records in read_to_end(reader, starts):
+        state = states[records[0].partition]
+        for record in records:
+            if record.key is not None and record.value is not None:
+                apply_entry(state, record.key, record.value, now)
+
+    repairs: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in partitions}
+    tail = {TopicPartition(output_topic, p): states[p].output_mark for p in partitions}
+    expiry = now + window_s
+    async for records in read_to_end(reader, tail):
+        partition = records[0].partition
+        state = states[partition]
+        for record in records:
+            found = _entries_of_output(record, expiry)
+            for key, value in found:
+                apply_entry(state, key, value, now)
+            repairs[partition].extend(found)
+            state.output_mark = record.offset + 1
+    for partition, entries in repairs.items():
+        if entries:
+            entries.append(mark_entry(states[partition].output_mark))
+            log.warning(
+                "recovered outputs without dedup entries",
+                extra={
+                    "fields": {
+                        "topic": output_topic,
+                        "partition": partition,
+                        "entries": len(entries) - 1,
+                    }
+                },
+            )
+    return states, repairs
+
+
+def _entries_of_output(record: Any, expiry: int) -> list[tuple[bytes, bytes]]:
+    """The dedup entries an output record implies."""
+    try:
+        value = orjson.loads(record.value)
+        digest = bytes.fromhex(value["eventId"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning(
+            "unreadable record on output topic",
+            extra={
+                "fields": {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                }
+            },
+        )
+        return []
+    entries = [event_entry(digest, expiry)]
+    status = value.get("status")
+    if isinstance(status, str) and record.key is not None:
+        entries.append(status_entry(record.key.decode(), status, expiry))
+    return entries
