@@ -25,7 +25,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from message_events import metrics
-from message_events.errors import BrokerError, MessageEventsError
+from message_events.errors import BrokerError
 from message_events.kafka import new_consumer, new_producer, translated
 from message_events.settings import EVENTS_TOPIC, Settings
 from processors import store
@@ -293,18 +293,17 @@ class Processor:
         if not missing:
             return
         started = time.perf_counter()
-        try:
-            with translated("restoring dedup state", topic=self.dedup_topic):
-                states, repairs = await store.restore_partitions(
-                    self._reader,
-                    self.dedup_topic,
-                    self.output_topic,
-                    missing,
-                    self.settings.dedup_window_seconds,
-                )
-                await self._write_entries({p: e for p, e in repairs.items() if e})
-        except MessageEventsError:
-            raise
+        with translated("restoring dedup state", topic=self.dedup_topic):
+            states, repairs = await store.restore_partitions(
+                self._reader,
+                self.dedup_topic,
+                self.output_topic,
+                missing,
+                self.settings.dedup_window_seconds,
+            )
+            missing_entries = {p: e for p, e in repairs.items() if e}
+            if missing_entries:
+                await self._write_entries(missing_entries)
         self._states.update(states)
         elapsed = time.perf_counter() - started
         metrics.RESTORE_SECONDS.labels(self.name).observe(elapsed)

@@ -118,3 +118,14 @@ async def wait_until(
         await asyncio.sleep(0.05)
     msg = f"timed out waiting for {what}"
     raise AssertionError(msg)
+
+
+def synthetic_statuses(count: int, *, seed: str = "s") -> list[bytes]:
+    """``count`` distinct message-delivered items, each for its own message."""
+    template = json.loads(fixture_items("message_delivered_sms.json")[0])
+    items = []
+    for i in range(count):
+        item = json.loads(json.dumps(template))
+        item["message"]["id"] = f"1772470000000{seed}{i:015d}"[:29]
+        items.append(orjson.dumps(item))
+    return items
