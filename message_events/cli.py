@@ -40,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        logs.configure(settings.log_level, settings.log_format)
+        if args.command is _tail:
+            # stdout carries the records; logs go to stderr.
+            logs.configure("WARNING", settings.log_format, sys.stderr)
+        else:
+            logs.configure(settings.log_level, settings.log_format)
         status: int = asyncio.run(args.command(args, settings))
         return status
     except MessageEventsError as exc:
@@ -194,29 +198,30 @@ async def _until_stopped(stop: asyncio.Event, watched: list[Any]) -> None:
             raise MessageEventsError(msg)
 
 
-def _ingress_app(settings: Settings, *, no_auth: bool) -> web.Application:
-    from ingest import create_app
+def _ingress(settings: Settings, port: int, *, no_auth: bool) -> Any:
+    from ingest import IngressServer
 
-    return create_app(settings, auth_required=not no_auth)
+    # Built before anything starts: it refuses to run without credentials.
+    return IngressServer(settings, port=port, auth_required=not no_auth)
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     from processors import Processor
 
     port = args.port if args.port is not None else settings.http_port
-    app = _ingress_app(settings, no_auth=args.no_auth)  # refuses early without creds
+    _ingress(settings, port, no_auth=args.no_auth)
     async with _broker(settings) as settings:
         await ensure_topics(settings)
         stop = _stop_signal()
-        app = _ingress_app(settings, no_auth=args.no_auth)
+        server = _ingress(settings, port, no_auth=args.no_auth)
         processors = [Processor(settings, name) for name in PROCESSORS]
-        for processor in processors:
-            await processor.start()
-        runner = await _serve(app, port, settings)
+        await server.start()
+        # Joining a group takes seconds; the three join side by side.
+        await asyncio.gather(*(processor.start() for processor in processors))
         try:
             await _until_stopped(stop, processors)
         finally:
-            await runner.cleanup()
+            await server.stop()
             for processor in processors:
                 await processor.stop()
     return 0
@@ -224,14 +229,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     port = args.port if args.port is not None else settings.http_port
-    app = _ingress_app(settings, no_auth=args.no_auth)
+    server = _ingress(settings, port, no_auth=args.no_auth)
     await ensure_topics(settings)
     stop = _stop_signal()
-    runner = await _serve(app, port, settings)
+    await server.start()
     try:
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await server.stop()
     return 0
 
 

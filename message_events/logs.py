@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -48,11 +48,14 @@ class ConsoleFormatter(logging.Formatter):
         return text
 
 
-def configure(level: str = "INFO", fmt: str = "auto") -> None:
-    """Send every log record to stdout in the chosen format."""
+def configure(
+    level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None
+) -> None:
+    """Send every log record to ``stream`` (stdout) in the chosen format."""
+    stream = stream or sys.stdout
     if fmt == "auto":
-        fmt = "console" if sys.stdout.isatty() else "json"
-    handler = logging.StreamHandler(sys.stdout)
+        fmt = "console" if stream.isatty() else "json"
+    handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -62,6 +65,7 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiokafka logs message contents at DEBUG; keep it at INFO or above.
-    logging.getLogger("aiokafka").setLevel(max(logging.INFO, root.level))
+    # aiokafka logs message contents at DEBUG and routine group chatter at
+    # INFO; our own lines record assignments and restores.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

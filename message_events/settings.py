@@ -37,44 +37,114 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        description="host:port list of the Kafka cluster; unset starts the "
-        "embedded broker under `run`",
+        description="host:port list of the Kafka cluster; when unset, `run` "
+        "starts the embedded broker",
     )
-    kafka_client_id: str = "message-events"
+    kafka_client_id: str = Field(
+        default="message-events", description="client id prefix seen by the broker"
+    )
     topic_prefix: str = Field(
         default="",
         description="prepended to every topic and group name (tests, tenancy)",
     )
-    events_partitions: int = Field(default=12, ge=1, le=1000)
-    replication_factor: int = Field(default=1, ge=1, le=10)
-    dedup_window_seconds: int = Field(default=48 * 3600, ge=60)
+    events_partitions: int = Field(
+        default=12,
+        ge=1,
+        le=1000,
+        description="partitions of the events topic and of every output and "
+        "dedup topic; the most instances a processor can use",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, le=10, description="replicas of every topic (3 in prod)"
+    )
+    dedup_window_seconds: int = Field(
+        default=48 * 3600,
+        ge=60,
+        description="how long dedup and status entries live, in memory and in "
+        "the dedup topics (`retention.ms`); covers Bandwidth's 24 h of retries",
+    )
 
-    callback_username: str | None = None
-    callback_password: SecretStr | None = None
+    callback_username: str | None = Field(
+        default=None, description="Basic auth username Bandwidth sends"
+    )
+    callback_password: SecretStr | None = Field(
+        default=None, description="its password (Secret)"
+    )
     callback_extra_credentials: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description='JSON object {"username": "password"} of further pairs',
+        description='further pairs as a JSON object `{"user": "password"}`, '
+        "e.g. separate inbound and outbound credentials (Secret)",
     )
-    auth_realm: str = "message-events"
+    auth_realm: str = Field(
+        default="message-events", description="realm of the 401 challenge"
+    )
 
-    # A container listens on all interfaces; set 127.0.0.1 for a laptop.
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8080, ge=0, le=65535)
-    processor_http_port: int = Field(default=9090, ge=0, le=65535)
-    publish_deadline_ms: int = Field(default=8000, ge=100, le=9500)
-    retry_after_seconds: int = Field(default=5, ge=1, le=3600)
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    shutdown_drain_seconds: float = Field(default=8.0, ge=0, le=60)
+    # A container listens on all interfaces; set 127.0.0.1 on a laptop.
+    http_host: str = Field(default="0.0.0.0", description="HTTP listen address")
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="ingress port (`--port` wins)"
+    )
+    processor_http_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="health and metrics port of `process` (`--port` wins)",
+    )
+    publish_deadline_ms: int = Field(
+        default=8000,
+        ge=100,
+        le=9500,
+        description="time for all items of a body to be acknowledged before "
+        "the ingress answers 503; below Bandwidth's 10 s",
+    )
+    retry_after_seconds: int = Field(
+        default=5, ge=1, le=3600, description="`Retry-After` of a 503"
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="largest callback body accepted; larger gets 413",
+    )
+    shutdown_drain_seconds: float = Field(
+        default=8.0,
+        ge=0,
+        le=60,
+        description="how long a stopping ingress lets requests in flight finish",
+    )
 
-    producer_linger_ms: int = Field(default=2, ge=0, le=1000)
-    producer_max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
-    consumer_max_poll_records: int = Field(default=1000, ge=1)
-    consumer_session_timeout_ms: int = Field(default=10000, ge=1000)
-    consumer_heartbeat_interval_ms: int = Field(default=3000, ge=100)
-    consumer_max_poll_interval_ms: int = Field(default=300000, ge=1000)
+    producer_linger_ms: int = Field(
+        default=2, ge=0, le=1000, description="producer batching delay"
+    )
+    producer_max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="largest produce request; an item larger is dead-lettered",
+    )
+    consumer_max_poll_records: int = Field(
+        default=1000, ge=1, description="most records a processor handles per batch"
+    )
+    consumer_session_timeout_ms: int = Field(
+        default=10000,
+        ge=1000,
+        description="a silent member is dropped from its group after this",
+    )
+    consumer_heartbeat_interval_ms: int = Field(
+        default=3000, ge=100, description="group heartbeat period"
+    )
+    consumer_max_poll_interval_ms: int = Field(
+        default=300000,
+        ge=1000,
+        description="longest time one batch may take before the member is "
+        "considered stuck",
+    )
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="log level"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="`json` lines, `console` text, or `auto`: text on a terminal",
+    )
 
     @model_validator(mode="after")
     def _password_comes_with_username(self) -> Settings:
