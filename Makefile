@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format typecheck pytest schemas schemas-check clean
+.PHONY: help install run test lint format typecheck pytest schemas schemas-check clean deploy-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,7 +30,7 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
 typecheck: $(STAMP)  ## mypy, strict
-	$(BIN)/mypy message_events ingest processors schemas tests
+	$(BIN)/mypy message_events ingest processors schemas tests deploy
 
 schemas: $(STAMP)  ## regenerate the JSON Schemas from the models
 	$(BIN)/python -m schemas
@@ -38,7 +38,10 @@ schemas: $(STAMP)  ## regenerate the JSON Schemas from the models
 pytest: $(STAMP)  ## the test suite alone
 	$(BIN)/pytest
 
-test: lint typecheck pytest  ## everything CI runs
+deploy-check: $(STAMP)  ## render the deploy/ overlays and validate them (Kubernetes and CRD schemas)
+	$(BIN)/python -m deploy.check
+
+test: lint typecheck pytest deploy-check  ## everything CI runs
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Kubernetes manifests of message-events and the tools that check them."""
