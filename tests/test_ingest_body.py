@@ -9,7 +9,7 @@ import pytest
 
 from ingest.body import BOM, InvalidBody, Item, parse_items
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
 
 
