@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format typecheck pytest schemas schemas-check clean deploy-check
+.PHONY: help install run test lint format typecheck pytest schemas docs clean deploy-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create the virtualenv and install the package with dev tools
 
+# Local-only credentials for `make run`; a deployment takes them from a Secret.
+CALLBACK_USERNAME ?= local
+CALLBACK_PASSWORD ?= local-secret
+
 run: $(STAMP)  ## ingress and all processors in one process (embedded broker unless KAFKA_BOOTSTRAP_SERVERS)
-	$(BIN)/message-events run --port $(PORT)
+	CALLBACK_USERNAME='$(CALLBACK_USERNAME)' CALLBACK_PASSWORD='$(CALLBACK_PASSWORD)' \
+		$(BIN)/message-events run --port $(PORT)
 
 lint: $(STAMP)  ## ruff format check and lint
 	$(BIN)/ruff format --check .
@@ -34,6 +39,9 @@ typecheck: $(STAMP)  ## mypy, strict
 
 schemas: $(STAMP)  ## regenerate the JSON Schemas from the models
 	$(BIN)/python -m schemas
+
+docs: $(STAMP)  ## regenerate the README's settings and topics tables
+	$(BIN)/python -m message_events.docs
 
 pytest: $(STAMP)  ## the test suite alone
 	$(BIN)/pytest

@@ -63,14 +63,17 @@ def render(text: str) -> str:
     """The README text with every generated section brought up to date."""
     for name, build in SECTIONS.items():
         pattern = re.compile(
-            rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.DOTALL
+            rf"(<!-- {name}:start -->\n)(?:.*?\n)?(<!-- {name}:end -->)", re.DOTALL
         )
         body = build()
 
         def replace(match: re.Match[str], body: str = body) -> str:
-            return match.group(1) + body + match.group(2)
+            return match.group(1) + body + "\n" + match.group(2)
 
-        text = pattern.sub(replace, text)
+        text, found = pattern.subn(replace, text)
+        if found != 1:
+            msg = f"README.md needs exactly one {name}:start/{name}:end pair"
+            raise ValueError(msg)
     return text
 
 
