@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import subprocess
 import time
@@ -21,11 +22,23 @@ log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A TCP port on loopback that nothing listens on right now.
+
+    Picked at random rather than with ``bind(0)``: Linux hands the same
+    just-released port to the next ``bind(0)``, so two processes asking one
+    after the other would collide.
+    """
+    chooser = random.SystemRandom()
+    for _ in range(100):
+        port = chooser.randint(20000, 60000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    msg = "no free port found on loopback"
+    raise EmbeddedBrokerError(msg)
 
 
 class EmbeddedBroker:

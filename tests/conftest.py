@@ -9,6 +9,7 @@ Tansu binary on a random loopback port.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import uuid
@@ -63,6 +64,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the developer's shell out of the settings every test builds."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what ``logs.configure`` (called by the CLI) did to the root logger."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    kafka_level = logging.getLogger("aiokafka").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("aiokafka").setLevel(kafka_level)
 
 
 @pytest.fixture

@@ -193,14 +193,14 @@ async def test_sigkilled_process_restarts_without_loss_or_duplicate(
         await _outputs(settings, expected=50, settle_s=0)
     finally:
         victim.send_signal(signal.SIGKILL)
-        victim.wait()  # noqa: ASYNC221
+        await asyncio.to_thread(victim.wait)
 
     survivor = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
     try:
         records = await _outputs(settings, expected=len(items), settle_s=3)
     finally:
         survivor.send_signal(signal.SIGTERM)
-        survivor.wait(timeout=30)  # noqa: ASYNC221
+        await asyncio.to_thread(survivor.wait, 30)
 
     assert survivor.returncode == 0
     _assert_exactly_once(records, len(items))
