@@ -1,11 +1,11 @@
 """
 The ``message-events`` command: ``run``, ``ingest``, ``process``, ``topics``,
-``tail``. Each subcommand has ``--help``.
+``tail`` and ``replay``. Each subcommand has ``--help``.
 
 Settings come from the environment (``message_events.settings``). When
 ``KAFKA_BOOTSTRAP_SERVERS`` is unset, ``run`` starts the embedded broker and
 writes its address to ``.message-events-broker`` in the working folder, where
-``tail`` and ``topics`` find it.
+``tail``, ``topics`` and ``replay`` find it.
 """
 
 from __future__ import annotations
@@ -121,6 +121,24 @@ def _parser() -> argparse.ArgumentParser:
         help="stop after this many seconds without a record",
     )
     tail.set_defaults(command=_tail)
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-publish dead letters to the events topic",
+        description="Read the dead-letter topic and re-publish every item that "
+        "is routable now (after a fix) to the events topic. Progress is kept in "
+        "the group message-events.replay, so a second run continues.",
+    )
+    replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
+    replay.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="ignore the progress of earlier runs",
+    )
+    replay.add_argument(
+        "--limit", type=int, default=None, help="read at most N letters"
+    )
+    replay.set_defaults(command=_replay)
     return parser
 
 
@@ -292,6 +310,21 @@ async def _tail(args: argparse.Namespace, settings: Settings) -> int:
         await _print_records(consumer, args.max, args.idle_timeout)
     finally:
         await consumer.stop()
+    return 0
+
+
+async def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from message_events.replay import replay_dead_letters
+
+    settings = _with_broker_file(settings)
+    report = await replay_dead_letters(
+        settings,
+        dry_run=args.dry_run,
+        from_beginning=args.from_beginning,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    print(orjson.dumps({"dryRun": args.dry_run, **report.as_dict()}).decode())
     return 0
 
 
