@@ -40,5 +40,9 @@ def render(topic: str) -> str:
 
 
 def render_all() -> dict[str, str]:
-    """Every schema file's name and text."""
-    return {schema_file(topic): render(topic) for topic in TOPIC_MODELS}
+    """Every generated file's name and text: value schemas and AsyncAPI."""
+    from schemas import asyncapi
+
+    files = {schema_file(topic): render(topic) for topic in TOPIC_MODELS}
+    files[asyncapi.ASYNCAPI_FILE] = asyncapi.render()
+    return files

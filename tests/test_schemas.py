@@ -90,3 +90,25 @@ def test_time_formats_are_all_accepted_and_kept() -> None:
         "2026-03-02T21:00:00.123Z",
         "2026-03-02T21:00:00.123456Z",
     ]
+
+
+def test_asyncapi_describes_every_topic() -> None:
+    """Each declared topic is a channel with its partitions, policy and writer."""
+    from message_events.settings import Settings
+    from message_events.topics import declared_topics
+    from schemas.asyncapi import build
+
+    document = build()
+    channels = {c["address"]: c for c in document["channels"].values()}
+
+    specs = declared_topics(Settings.model_construct())
+    assert sorted(channels) == sorted(s.name for s in specs)
+    for spec in specs:
+        binding = channels[spec.name]["bindings"]["kafka"]
+        assert binding["partitions"] == spec.partitions
+        assert binding["topicConfiguration"][
+            "cleanup.policy"
+        ] == spec.cleanup_policy.split(",")
+        assert spec.writer in channels[spec.name]["description"]
+    inbound = document["components"]["messages"]["messaging_inbound"]["payload"]
+    assert "conversationId" in inbound["properties"]
