@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format typecheck pytest schemas docs clean deploy-check
+.PHONY: help install run test lint format typecheck pytest schemas docs clean deploy-check bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -50,6 +50,15 @@ deploy-check: $(STAMP)  ## render the deploy/ overlays and validate them (Kubern
 	$(BIN)/python -m deploy.check
 
 test: lint typecheck pytest deploy-check  ## everything CI runs
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## issue 4's benchmark on the embedded broker (about 5 min); results in bench/results/
+	$(BIN)/python -m bench
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
