@@ -62,6 +62,10 @@ class Ingress:
                 "Kafka is not reachable yet; callbacks get 503 until it is",
                 extra={"fields": {"error": str(exc) or type(exc).__name__}},
             )
+        except BaseException:
+            # Cancelled while connecting: nobody will call stop() for us.
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Flush what is still buffered, then stop the producer if it is ours."""

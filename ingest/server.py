@@ -56,8 +56,8 @@ class IngressServer:
         runner = web.AppRunner(
             self._app, shutdown_timeout=self._settings.shutdown_drain_seconds
         )
-        await runner.setup()
         self._runner = runner
+        await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         await site.start()
         log.info(
@@ -96,8 +96,8 @@ async def serve(
         auth_required=auth_required,
         producer=producer,
     )
-    await server.start()
     try:
+        await server.start()
         await (stop or asyncio.Event()).wait()
     finally:
         # Shielded so a second cancellation cannot cut the drain short.
