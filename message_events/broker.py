@@ -92,6 +92,9 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C at the terminal must not kill the broker
+            # before the clients that use it have stopped; stop() ends it.
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:

@@ -5,7 +5,7 @@ The ``message-events`` command: ``run``, ``ingest``, ``process``, ``topics``,
 Settings come from the environment (``message_events.settings``). When
 ``KAFKA_BOOTSTRAP_SERVERS`` is unset, ``run`` starts the embedded broker and
 writes its address to ``.message-events-broker`` in the working folder, where
-``tail``, ``topics`` and ``replay`` find it.
+the other commands find it when ``KAFKA_BOOTSTRAP_SERVERS`` is unset.
 """
 
 from __future__ import annotations
@@ -127,13 +127,15 @@ def _parser() -> argparse.ArgumentParser:
         help="re-publish dead letters to the events topic",
         description="Read the dead-letter topic and re-publish every item that "
         "is routable now (after a fix) to the events topic. Progress is kept in "
-        "the group message-events.replay, so a second run continues.",
+        "the group message-events.replay, so a second run continues after the "
+        "letters the first one read, still invalid ones included.",
     )
     replay.add_argument("--dry-run", action="store_true", help="count, publish nothing")
     replay.add_argument(
         "--from-beginning",
         action="store_true",
-        help="ignore the progress of earlier runs",
+        help="ignore the progress of earlier runs: letters that were still "
+        "invalid then are looked at again",
     )
     replay.add_argument(
         "--limit", type=int, default=None, help="read at most N letters"
@@ -246,6 +248,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_broker_file(settings)
     port = args.port if args.port is not None else settings.http_port
     server = _ingress(settings, port, no_auth=args.no_auth)
     await ensure_topics(settings)
@@ -262,13 +265,16 @@ async def _process(args: argparse.Namespace, settings: Settings) -> int:
     from processors import Processor
     from processors.health import health_app
 
+    settings = _with_broker_file(settings)
     port = args.port if args.port is not None else settings.processor_http_port
     await ensure_topics(settings)
     stop = _stop_signal()
     processor = Processor(settings, args.processor)
-    await processor.start()
+    # Probes answer from the start: /healthz is 200 and /readyz 503 while the
+    # processor joins its group, which takes seconds.
     runner = await _serve(health_app([processor]), port, settings)
     try:
+        await processor.start()
         await _until_stopped(stop, [processor])
     finally:
         await processor.stop()
@@ -341,12 +347,12 @@ async def _print_records(
                 return
             continue
         idle = 0.0
-        for records in batch.values():
-            for record in records:
-                sys.stdout.write(_record_line(record) + "\n")
-                printed += 1
-                if limit is not None and printed >= limit:
-                    break
+        records = [record for part in batch.values() for record in part]
+        if limit is not None:
+            records = records[: limit - printed]
+        for record in records:
+            sys.stdout.write(_record_line(record) + "\n")
+        printed += len(records)
         sys.stdout.flush()
 
 

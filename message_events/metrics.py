@@ -46,7 +46,7 @@ DEDUP_ENTRIES = Gauge(
 )
 RESTORE_SECONDS = Histogram(
     "message_events_restore_seconds",
-    "Time to restore one partition's dedup state",
+    "Time to restore the dedup state of newly assigned partitions",
     ["processor"],
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
 )

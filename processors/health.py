@@ -17,7 +17,9 @@ def health_app(processors: Sequence[Processor]) -> web.Application:
     """An application reporting on the given processors."""
 
     async def healthz(_: web.Request) -> web.Response:
-        alive = all(p.running for p in processors)
+        # Alive until a loop has died; a processor still joining its group is
+        # alive but not ready.
+        alive = not any(p.failed for p in processors)
         return web.json_response(
             {"status": "ok" if alive else "dead"}, status=200 if alive else 503
         )

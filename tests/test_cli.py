@@ -17,8 +17,9 @@ import pytest
 
 from message_events.broker import free_port
 from message_events.cli import main
-from message_events.settings import Settings
-from tests.kafka_helpers import FIXTURES, wait_until
+from message_events.settings import EVENTS_TOPIC, Settings
+from message_events.topics import ensure_topics
+from tests.kafka_helpers import FIXTURES, publish_events, synthetic_statuses, wait_until
 
 COMMAND = [sys.executable, "-m", "message_events.cli"]
 
@@ -144,3 +145,28 @@ async def test_run_twice_posted_batch_gives_one_record_per_event(
     assert server.returncode == 0
     assert counts == wanted
     assert not (tmp_path / ".message-events-broker").exists()
+
+
+async def test_tail_stops_after_max_records(
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--max N`` prints N records even when a batch spans partitions."""
+    settings = make_settings()
+    await ensure_topics(settings)
+    assert settings.kafka_bootstrap_servers is not None
+    topic = settings.topic(EVENTS_TOPIC)
+    await publish_events(
+        settings.kafka_bootstrap_servers, topic, synthetic_statuses(12)
+    )
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
+
+    status = await asyncio.to_thread(
+        main, ["tail", topic, "--max", "3", "--idle-timeout", "5"]
+    )
+
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert len(lines) == 3
+    assert all(orjson.loads(line)["topic"] == topic for line in lines)
