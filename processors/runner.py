@@ -97,13 +97,6 @@ class Processor:
         )
 
     @property
-    def failed(self) -> bool:
-        """Whether the loop has ended without being asked to stop."""
-        return (
-            self._task is not None and self._task.done() and not self._stopping.is_set()
-        )
-
-    @property
     def assigned(self) -> set[int]:
         """Input partitions this instance owns now."""
         if self._consumer is None:
