@@ -1,16 +1,25 @@
 """
 Reading a callback body and cutting it into items, each kept as received.
 
-A body is UTF-8 JSON: an array of items, or one object taken as a one-item
-array. orjson validates the whole body (strict RFC 8259); the standard
-library's C scanner then finds where each item starts and ends, so every item
-travels on as the exact bytes Bandwidth sent, not a re-serialisation.
+A body is UTF-8 JSON (RFC 8259): an array of items, or one object taken as a
+one-item array. Whatever the ``Content-Type`` and its charset claim, the
+bytes are read as UTF-8; one leading byte order mark is dropped.
+
+orjson validates the whole body first. It refuses a few things RFC 8259
+allows (an escaped lone surrogate such as ``"\\ud800"``, a number beyond a
+double such as ``1e400`` or a 500-digit integer); such a body is read again
+by the standard library, with the same strictness otherwise (no ``NaN``, no
+raw control characters in strings), so one odd item cannot get a whole batch
+refused. The standard library's scanner then finds where each item starts
+and ends, so every item travels on as the exact bytes Bandwidth sent, not a
+re-serialisation. Duplicate keys are allowed, as RFC 8259 does; the last one
+wins, in both parsers and in the event model.
 """
 
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import orjson
 from aiohttp import StreamReader
@@ -22,7 +31,14 @@ BOM = b"\xef\xbb\xbf"
 # RFC 8259 whitespace; str.isspace() would also accept characters JSON does not.
 _JSON_WHITESPACE = " \t\n\r"
 
-_decoder = json.JSONDecoder()
+
+def _refuse_constant(name: str) -> NoReturn:
+    # NaN, Infinity and -Infinity are the standard library's extensions.
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 class InvalidBody(MessageEventsError):
@@ -36,8 +52,16 @@ class BodyTooLarge(MessageEventsError):
     """The body is longer than the configured limit."""
 
 
+class BodyTooSlow(MessageEventsError):
+    """The body did not arrive within the configured time."""
+
+
 class Item(NamedTuple):
-    """One callback item: its text as received, its bytes, its parsed value."""
+    """One callback item: its text as received, its bytes, its parsed value.
+
+    ``value`` is the standard library's reading of ``text``: integers of any
+    length stay exact, and an escaped lone surrogate stays in the string.
+    """
 
     text: str
     raw: bytes
@@ -63,25 +87,39 @@ async def read_capped(stream: StreamReader, limit: int) -> bytes:
 def parse_items(body: bytes) -> list[Item]:
     """Cut a callback body into its items.
 
-    Raises ``InvalidBody`` when the body is not UTF-8, not JSON, or JSON that
-    is neither an array nor an object.
+    Raises ``InvalidBody`` when the body is not UTF-8, not JSON, JSON that is
+    neither an array nor an object, or deeper or larger than the parsers go.
     """
     body = body.removeprefix(BOM)
     text = _decode_utf8(body)
-    parsed = _validate_json(body)
+    parsed = _validate_json(body, text)
 
     if isinstance(parsed, dict):
-        stripped = text.strip(_JSON_WHITESPACE)
-        return [Item(stripped, stripped.encode(), parsed)]
+        start = _skip_whitespace(text, 0)
+        item, _ = _item_at(text, start)
+        return [item]
     if not isinstance(parsed, list):
         msg = "body must be a JSON array or object"
         raise InvalidBody(msg)
 
-    texts = _array_item_texts(text)
-    return [
-        Item(item_text, item_text.encode(), value)
-        for item_text, value in zip(texts, parsed, strict=True)
-    ]
+    return _array_items(text)
+
+
+def parse_item(text: str) -> Item:
+    """One item from its JSON text, read as ``parse_items`` reads each item.
+
+    Raises ``InvalidBody`` when the text is not one JSON value.
+    """
+    try:
+        value, end = _decoder.raw_decode(text)
+    except (ValueError, RecursionError):
+        msg = "item is not valid JSON"
+        raise InvalidBody(msg) from None
+    if end != len(text):
+        msg = "item is more than one JSON value"
+        raise InvalidBody(msg)
+
+    return Item(text, text.encode(), value)
 
 
 def _decode_utf8(body: bytes) -> str:
@@ -92,38 +130,53 @@ def _decode_utf8(body: bytes) -> str:
         raise InvalidBody(msg) from None
 
 
-def _validate_json(body: bytes) -> object:
+def _validate_json(body: bytes, text: str) -> object:
     # orjson's message can quote the offending text; keep only our own words.
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        msg = f"body is not valid JSON (at character {exc.pos})"
+        refused = f"body is not valid JSON (at character {exc.pos})"
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        msg = "body is nested too deeply"
         raise InvalidBody(msg) from None
+    except ValueError:
+        # Refused by both, or a number past the standard library's limit
+        # of 4300 digits: report orjson's position.
+        raise InvalidBody(refused) from None
 
 
-def _array_item_texts(text: str) -> list[str]:
-    """The text of each element of a JSON array already known to be valid."""
-    texts: list[str] = []
+def _array_items(text: str) -> list[Item]:
+    """Each element of a JSON array already known to be valid, as an item."""
+    items: list[Item] = []
     opening = _skip_whitespace(text, 0)
     index = _skip_whitespace(text, opening + 1)
     if text[index] == "]":
-        return texts
+        return items
 
     while True:
-        start = index
-        try:
-            _, end = _decoder.raw_decode(text, start)
-        except (ValueError, RecursionError):
-            # orjson accepted it, so only the standard library's own limits
-            # (integer digits, nesting depth) can land here.
-            msg = f"JSON item at character {start} is too large or too deep"
-            raise InvalidBody(msg) from None
-        texts.append(text[start:end])
+        item, end = _item_at(text, index)
+        items.append(item)
 
         index = _skip_whitespace(text, end)
         if text[index] == "]":
-            return texts
+            return items
         index = _skip_whitespace(text, index + 1)
+
+
+def _item_at(text: str, start: int) -> tuple[Item, int]:
+    """The item whose JSON text starts at ``start``, and where it ends."""
+    try:
+        value, end = _decoder.raw_decode(text, start)
+    except (ValueError, RecursionError):
+        # Valid JSON, so only the standard library's own limits (integer
+        # digits, nesting depth) can land here.
+        msg = f"JSON item at character {start} is too large or too deep"
+        raise InvalidBody(msg) from None
+    item_text = text[start:end]
+
+    return Item(item_text, item_text.encode(), value), end
 
 
 def _skip_whitespace(text: str, index: int) -> int:

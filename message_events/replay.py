@@ -4,7 +4,10 @@ Re-publishing dead letters to the events topic, once the cause is fixed.
 A dead letter whose item is routable now (after a schema or code fix) is
 published to the events topic exactly as the ingress would have published it,
 with its original request id and receive time and a ``replayed-from`` header.
-Items still unroutable stay where they are and are counted. Progress is
+Items still unroutable stay where they are and are counted, and so are
+letters of items too large for one record (``rawRef``, their bytes in chunks
+on the blobs topic): they would be too large for the events topic too, and
+are counted as ``too_large``, never republished. Progress is
 committed under the consumer group ``message-events.replay``, so a second run
 starts where the first ended; duplicates a re-run might cause are absorbed by
 the processors' dedup like any Bandwidth retry.
@@ -22,7 +25,7 @@ import orjson
 from aiokafka import TopicPartition
 from tqdm import tqdm
 
-from ingest.body import Item
+from ingest.body import InvalidBody, parse_item
 from ingest.records import route_items
 from message_events.errors import BrokerError
 from message_events.kafka import new_consumer, new_producer, translated
@@ -41,6 +44,7 @@ class ReplayReport:
     replayed: int = 0
     still_invalid: int = 0
     unreadable: int = 0
+    too_large: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counts, for printing."""
@@ -143,25 +147,31 @@ async def _replay_one(
     record: Any, producer: Any, settings: Settings, report: ReplayReport
 ) -> asyncio.Future[Any] | None:
     report.read += 1
+    where = {"partition": record.partition, "offset": record.offset}
     try:
         letter = orjson.loads(record.value)
         text = letter["raw"]
-        item = Item(text, text.encode("utf-8", "surrogatepass"), orjson.loads(text))
+        if text is None and letter.get("rawRef"):
+            report.too_large += 1
+            log.warning(
+                "dead letter kept by reference, not replayed",
+                extra={"fields": where},
+            )
+            return None
+        item = parse_item(text)
         request_id, received_at = letter["requestId"], letter["receivedAt"]
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+    except (orjson.JSONDecodeError, InvalidBody, KeyError, TypeError, AttributeError):
         report.unreadable += 1
-        log.warning(
-            "unreadable dead letter",
-            extra={"fields": {"partition": record.partition, "offset": record.offset}},
-        )
+        log.warning("unreadable dead letter", extra={"fields": where})
         return None
     routed = route_items(
         [item], settings=settings, request_id=request_id, received_at=received_at
     )
-    (out,) = routed.records
-    if out.topic != settings.topic(EVENTS_TOPIC):
+    events = [r for r in routed.records if r.topic == settings.topic(EVENTS_TOPIC)]
+    if not events:
         report.still_invalid += 1
         return None
+    (out,) = events
     report.replayed += 1
     if producer is None:
         return None

@@ -19,6 +19,7 @@ from message_events.errors import ConfigError
 
 EVENTS_TOPIC = "bandwidth.messaging.events"
 DLQ_TOPIC = "bandwidth.messaging.events.dlq"
+DLQ_BLOBS_TOPIC = "bandwidth.messaging.events.dlq.blobs"
 INBOUND_TOPIC = "messaging.inbound"
 DELIVERY_TOPIC = "messaging.delivery-status"
 MMS_TOPIC = "messaging.mms-progress"
@@ -105,6 +106,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="largest callback body accepted; larger gets 413",
     )
+    body_read_timeout_ms: int = Field(
+        default=2000,
+        ge=100,
+        le=9500,
+        description="longest time to receive a callback body; a slower client "
+        "gets 408 and its connection is closed, nothing is published",
+    )
     shutdown_drain_seconds: float = Field(
         default=8.0,
         ge=0,
@@ -118,7 +126,9 @@ class Settings(BaseSettings):
     producer_max_request_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
-        description="largest produce request; an item larger is dead-lettered",
+        description="largest produce request; an item whose record would be "
+        "larger is dead-lettered by reference, its bytes kept in chunks of half "
+        "this size on the blobs topic",
     )
     consumer_max_poll_records: int = Field(
         default=1000, ge=1, description="most records a processor handles per batch"

@@ -50,6 +50,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
     window_ms = str(settings.dedup_window_seconds * 1000)
     week = {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)}
     compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    dlq = {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)}
     specs = [
         TopicSpec(
             settings.topic(names.EVENTS_TOPIC),
@@ -64,9 +65,18 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
             settings.topic(names.DLQ_TOPIC),
             1,
             rf,
-            {"cleanup.policy": "delete", "retention.ms": str(14 * DAY_MS)},
+            dlq,
             "none",
-            "`{raw, error, requestId, receivedAt}`",
+            "`{raw, rawRef, error, requestId, receivedAt}`",
+            "ingest",
+        ),
+        TopicSpec(
+            settings.topic(names.DLQ_BLOBS_TOPIC),
+            1,
+            rf,
+            dlq,
+            "SHA-256 hex of the item",
+            "a chunk of a dead-lettered item too large for one record",
             "ingest",
         ),
         TopicSpec(

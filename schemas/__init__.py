@@ -2,7 +2,13 @@
 
 from schemas.events import CallbackEvent, CallbackMessage
 from schemas.identity import EventIdentity, event_identity
-from schemas.outputs import DeadLetter, DeliveryStatus, InboundMessage, MmsProgress
+from schemas.outputs import (
+    DeadLetter,
+    DeliveryStatus,
+    InboundMessage,
+    MmsProgress,
+    RawRef,
+)
 
 __all__ = [
     "CallbackEvent",
@@ -12,5 +18,6 @@ __all__ = [
     "EventIdentity",
     "InboundMessage",
     "MmsProgress",
+    "RawRef",
     "event_identity",
 ]

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from message_events import settings as names
 from message_events.settings import Settings
 from message_events.topics import declared_topics
 from schemas.generate import TOPIC_MODELS
@@ -27,15 +28,37 @@ _DEDUP_PAYLOAD = {
 }
 
 
+# Topics whose values are bytes, not a model: their payload and content type.
+_BYTES_PAYLOADS = {
+    names.DLQ_BLOBS_TOPIC: (
+        "application/octet-stream",
+        {
+            "type": "string",
+            "description": "one chunk of the bytes of a dead-lettered item too "
+            "large for one record; headers `chunk-index` and `chunk-count`; "
+            "the dead letter's `rawRef` names the key, size and chunk count",
+        },
+    ),
+}
+
+
 def _ident(topic: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", topic).strip("_")
 
 
 def _payload(topic: str) -> dict[str, Any]:
     model = TOPIC_MODELS.get(topic)
+    if topic in _BYTES_PAYLOADS:
+        return dict(_BYTES_PAYLOADS[topic][1])
     if model is None:
         return dict(_DEDUP_PAYLOAD)
     return model.model_json_schema(by_alias=True, mode="serialization")
+
+
+def _content_type(topic: str) -> str:
+    if topic in _BYTES_PAYLOADS:
+        return _BYTES_PAYLOADS[topic][0]
+    return "application/json" if topic in TOPIC_MODELS else "text/plain"
 
 
 def build() -> dict[str, Any]:
@@ -54,9 +77,7 @@ def build() -> dict[str, Any]:
             config["retention.ms"] = int(spec.config["retention.ms"])
         messages[ident] = {
             "name": ident,
-            "contentType": "application/json"
-            if spec.name in TOPIC_MODELS
-            else "text/plain",
+            "contentType": _content_type(spec.name),
             "payload": _payload(spec.name),
             "bindings": {
                 "kafka": {

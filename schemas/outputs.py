@@ -76,16 +76,41 @@ class MmsProgress(_Record):
     tag: str | None = None
 
 
+class RawRef(BaseModel):
+    """Where the bytes of an item too large for one record are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    topic: str = Field(description="the topic holding the item's chunks")
+    sha256: str = Field(
+        description="hex SHA-256 of the item's bytes; the key of every chunk"
+    )
+    size: int = Field(description="the item's length in bytes")
+    chunks: int = Field(
+        description="how many chunk records hold it, in order of their "
+        "`chunk-index` header (0 to `chunk-count` - 1)"
+    )
+
+
 class DeadLetter(BaseModel):
     """An item the ingress could not route, kept with the reason."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    raw: str = Field(description="the item's JSON text as received")
+    raw: str | None = Field(
+        description="the item's JSON text as received; null when the item is "
+        "too large for one record, its bytes then being where `rawRef` says"
+    )
+    raw_ref: RawRef | None = Field(
+        default=None,
+        alias="rawRef",
+        description="present only for an item too large for one record",
+    )
     error: str = Field(description="why it could not be routed")
     request_id: str = Field(alias="requestId")
     received_at: str = Field(alias="receivedAt")
 
     def to_json(self) -> bytes:
-        """The record's wire form."""
-        return self.model_dump_json(by_alias=True).encode()
+        """The record's wire form; ``rawRef`` only when there is one."""
+        exclude = {"raw_ref"} if self.raw_ref is None else None
+        return self.model_dump_json(by_alias=True, exclude=exclude).encode()

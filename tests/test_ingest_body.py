@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.body import BOM, InvalidBody, Item, parse_items
+from ingest.body import BOM, InvalidBody, Item, parse_item, parse_items
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
@@ -88,6 +88,65 @@ class TestSingleObject:
             parse_items(BOM + BOM + b"[]")
 
 
+class TestWhatOrjsonRefuses:
+    """RFC 8259 allows a few things orjson refuses; they are items all the same."""
+
+    def test_lone_surrogate_escape_is_an_item(self) -> None:
+        """An escaped lone surrogate stays in the value and, as escaped, in the bytes."""
+        item = b'{"text": "\\ud800 and \\udfff"}'
+
+        (parsed,) = parse_items(b"[" + item + b"]")
+
+        assert parsed.raw == item
+        assert parsed.value == {"text": "\ud800 and \udfff"}
+
+    def test_numbers_beyond_a_double_are_items(self) -> None:
+        """1e400 and a 500-digit integer do not get the body refused."""
+        big = b"9" * 500
+        body = b'[{"n": 1e400}, {"n": ' + big + b"}, 1]"
+
+        items = parse_items(body)
+
+        assert [i.raw for i in items] == [b'{"n": 1e400}', b'{"n": ' + big + b"}", b"1"]
+        assert [i.value for i in items] == [{"n": float("inf")}, {"n": int(big)}, 1]
+
+    def test_integers_past_64_bits_stay_exact(self) -> None:
+        """orjson would read them as floats; the item value keeps every digit."""
+        (item,) = parse_items(b"[18446744073709551617]")
+
+        assert item.value == 18446744073709551617
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            pytest.param(b"[" * 100_000, id="100k-open-brackets"),
+            pytest.param(b"[" * 100_000 + b"]" * 100_000, id="100k-deep-array"),
+            pytest.param(b'{"a":' * 100_000 + b"1" + b"}" * 100_000, id="100k-deep"),
+            pytest.param(b"[" * 2000 + b"]" * 2000, id="2000-deep-array"),
+        ],
+    )
+    def test_deep_nesting_is_refused_without_recursion_error(self, body: bytes) -> None:
+        """Nesting past the parsers' limits is an invalid body, not a crash."""
+        with pytest.raises(InvalidBody, match=r"not valid JSON|too deep"):
+            parse_items(body)
+
+
+class TestParseItem:
+    def test_reads_one_item_as_parse_items_does(self) -> None:
+        """The replay's reading of a dead letter's text equals the ingress's."""
+        text = '{"a": "\\ud800", "n": 1e400}'
+
+        item = parse_item(text)
+
+        assert item == Item(text, text.encode(), {"a": "\ud800", "n": float("inf")})
+
+    @pytest.mark.parametrize("text", ["", "{", "[1] 2", "NaN"])
+    def test_refuses_what_is_not_one_value(self, text: str) -> None:
+        """Text that is not exactly one JSON value is an InvalidBody."""
+        with pytest.raises(InvalidBody):
+            parse_item(text)
+
+
 class TestInvalidBodies:
     @pytest.mark.parametrize(
         "body",
@@ -98,11 +157,21 @@ class TestInvalidBodies:
             pytest.param(b"{'a': 1}", id="single-quotes"),
             pytest.param(b"[NaN]", id="nan"),
             pytest.param(b"[1] [2]", id="two-values"),
-            pytest.param(b'["\\ud800"]', id="lone-surrogate"),
+            pytest.param(b"[Infinity]", id="infinity"),
+            pytest.param(b"[-Infinity]", id="minus-infinity"),
+            pytest.param(b'["a\x00b"]', id="raw-nul-in-string"),
+            pytest.param(b'["a\x1fb"]', id="raw-control-in-string"),
+            pytest.param(b'["a\nb"]', id="raw-newline-in-string"),
+            pytest.param(b'["\\x41"]', id="bad-escape"),
+            pytest.param(b'["\\ud80"]', id="short-unicode-escape"),
+            pytest.param(b"[01]", id="leading-zero"),
+            pytest.param(b"[1.]", id="bare-point"),
+            pytest.param(b"[\xc2\xa01]", id="nbsp-whitespace"),
+            pytest.param(b"[" + b"9" * 5000 + b"]", id="5000-digit-integer"),
         ],
     )
     def test_not_json(self, body: bytes) -> None:
-        """Anything orjson rejects is an invalid body."""
+        """Anything that is not RFC 8259 JSON, or past the parsers' limits."""
         with pytest.raises(InvalidBody, match="not valid JSON"):
             parse_items(body)
 

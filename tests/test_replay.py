@@ -58,6 +58,7 @@ async def test_replay_publishes_routable_letters_once(
         "replayed": 1,
         "still_invalid": 1,
         "unreadable": 1,
+        "too_large": 0,
     }
     assert first.as_dict() == dry.as_dict()
     assert second.as_dict() == {
@@ -65,6 +66,7 @@ async def test_replay_publishes_routable_letters_once(
         "replayed": 0,
         "still_invalid": 0,
         "unreadable": 0,
+        "too_large": 0,
     }
     (event,) = events
     assert event.value == good.encode()
