@@ -5,10 +5,14 @@ A callback is answered 200 only once every item is acknowledged by Kafka
 (events and dead letters alike), because Bandwidth forgets an event as soon
 as it gets a 2xx and keeps no copy of inbound text. Anything else it will
 retry for 24 hours, so a 503 while Kafka is away loses nothing.
+
+The description of every route is served at ``/openapi.json`` (see
+``ingest.openapi``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,12 +20,19 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import orjson
 from aiohttp import hdrs, web
+from aiohttp.web import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.auth import AuthOutcome, challenge, check_basic_auth
-from ingest.body import BodyTooLarge, InvalidBody, parse_items, read_capped
+from ingest.body import (
+    BodyTooLarge,
+    BodyTooSlow,
+    InvalidBody,
+    parse_items,
+    read_capped,
+)
+from ingest.contract import Accepted, Answer, Health, Readiness, Refused
 from ingest.publish import Ingress
 from ingest.records import Routed, route_items, utc_now
 from message_events.errors import BrokerError, ConfigError
@@ -32,6 +43,7 @@ from schemas.events import DELIVERY_TYPES, INBOUND_TYPES, MMS_TYPES
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/callbacks/messaging"
+OPENAPI_PATH = "/openapi.json"
 REQUEST_ID_HEADER = "X-Request-Id"
 INGRESS_KEY = web.AppKey("ingress", Ingress)
 
@@ -67,6 +79,7 @@ def create_app(
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get(OPENAPI_PATH, _openapi)
     app.on_response_prepare.append(_echo_request_id)
     app.cleanup_ctx.append(_run_ingress)
     return app
@@ -119,6 +132,7 @@ class _Callbacks:
     ) -> web.Response:
         rid: str = fields["requestId"]
         received_at = utc_now()
+        # Nothing of the body is read before the caller is known.
         if not self._authenticated(request):
             return self._challenge(rid)
 
@@ -127,6 +141,12 @@ class _Callbacks:
         except BodyTooLarge as exc:
             fields["error"] = exc.message
             return _json_error(413, exc.message, rid)
+        except BodyTooSlow as exc:
+            fields["error"] = exc.message
+            response = _json_error(408, exc.message, rid)
+            # The rest of the body may never come: do not wait to drain it.
+            response.force_close()
+            return response
         except InvalidBody as exc:
             fields["error"] = exc.message
             return _json_error(400, exc.message, rid)
@@ -146,8 +166,12 @@ class _Callbacks:
         _count(routed)
         fields["accepted"] = len(routed.accepted_types)
         fields["deadLettered"] = len(routed.dead_letter_kinds)
-        summary = {k: fields[k] for k in ("accepted", "deadLettered", "requestId")}
-        return _json(200, summary)
+        answer = Accepted(
+            accepted=fields["accepted"],
+            deadLettered=fields["deadLettered"],
+            requestId=rid,
+        )
+        return _json(200, answer)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -156,7 +180,21 @@ class _Callbacks:
             # Refused before a byte of it is read.
             msg = f"body exceeds {limit} bytes"
             raise BodyTooLarge(msg, limit=limit)
-        return await read_capped(request.content, limit)
+        timeout_ms = self._settings.body_read_timeout_ms
+        try:
+            async with asyncio.timeout(timeout_ms / 1000):
+                return await read_capped(request.content, limit)
+        except TimeoutError:
+            msg = f"body not received within {timeout_ms} ms"
+            raise BodyTooSlow(msg) from None
+        except RequestPayloadError as exc:
+            # A broken chunked framing or Content-Encoding: the bytes cannot
+            # be known. aiohttp's message names the encoding, not the data.
+            msg = f"body could not be read ({type(exc.__cause__).__name__})"
+            raise InvalidBody(msg) from None
+        except ConnectionResetError:
+            msg = "the client closed the connection while sending the body"
+            raise InvalidBody(msg) from None
 
     def _authenticated(self, request: web.Request) -> bool:
         if self._credentials is None:
@@ -192,23 +230,31 @@ def _log_callback(request: web.Request, fields: dict[str, Any]) -> None:
 
 
 def _json_error(status: int, error: str, rid: str) -> web.Response:
-    return _json(status, {"error": error, "requestId": rid})
+    return _json(status, Refused(error=error, requestId=rid))
 
 
-def _json(status: int, body: dict[str, Any]) -> web.Response:
+def _json(status: int, answer: Answer) -> web.Response:
     return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json"
+        status=status, body=answer.to_json(), content_type="application/json"
     )
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return _json(200, {"status": "ok"})
+    return _json(200, Health(status="ok"))
 
 
 async def _readyz(request: web.Request) -> web.Response:
     if await request.app[INGRESS_KEY].ready():
-        return _json(200, {"status": "ready"})
-    return _json(503, {"status": "unavailable"})
+        return _json(200, Readiness(status="ready"))
+    return _json(503, Readiness(status="unavailable"))
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    # Imported here so ``python -m ingest.openapi`` does not import itself
+    # through the package first.
+    from ingest.openapi import document_bytes
+
+    return web.Response(body=document_bytes(), content_type="application/json")
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -54,7 +54,12 @@ class IngressServer:
     async def start(self) -> None:
         """Start the ingress (producer included), then listen."""
         runner = web.AppRunner(
-            self._app, shutdown_timeout=self._settings.shutdown_drain_seconds
+            self._app,
+            shutdown_timeout=self._settings.shutdown_drain_seconds,
+            # After an answer given before the whole body arrived (401, 408,
+            # 413), the rest is read and dropped for at most this long, so the
+            # client can read the answer; then the connection is closed.
+            lingering_time=self._settings.body_read_timeout_ms / 1000,
         )
         self._runner = runner
         await runner.setup()
