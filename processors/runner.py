@@ -140,9 +140,14 @@ class Processor:
         log.info("processor stopped", extra={"fields": {"processor": self.name}})
 
     async def wait(self) -> None:
-        """Wait for the loop to end; re-raise the error that ended it."""
+        """Wait for the loop to end; re-raise the error that ended it.
+
+        Cancelling the caller does not cancel the loop (a signal handler that
+        stops waiting must not cut a batch off between its outputs and its
+        commit); only ``stop()`` ends it, after the batch in flight.
+        """
         if self._task is not None:
-            await self._task
+            await asyncio.shield(self._task)
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
