@@ -92,8 +92,9 @@ async def read_to_end(
     """Yield record lists of the given partitions until each is read to its end.
 
     The end is reached when every position is at or past the reported end
-    offset and one more fetch round returns nothing: the embedded broker can
-    report an end offset below the true end.
+    offset and two more fetch rounds in a row return nothing: the embedded
+    broker can report an end offset below the true end, and one slow fetch
+    on a busy machine must not end the read early.
     """
     if not starts:
         return
@@ -101,14 +102,17 @@ async def read_to_end(
     for tp, offset in starts.items():
         reader.seek(tp, offset)
     ends = await reader.end_offsets(list(starts))
+    empty_rounds = 0
     while True:
         batch = await reader.getmany(timeout_ms=_EMPTY_ROUND_MS)
         for records in batch.values():
             yield records
         if batch:
+            empty_rounds = 0
             continue
+        empty_rounds += 1
         positions = {tp: await reader.position(tp) for tp in starts}
-        if all(positions[tp] >= ends[tp] for tp in starts):
+        if empty_rounds >= 2 and all(positions[tp] >= ends[tp] for tp in starts):
             return
 
 
@@ -122,8 +126,9 @@ async def restore_partitions(
     """Rebuild the state of some input partitions.
 
     Returns the states and, per partition, the entries missing from the dedup
-    topic (found only as outputs past the mark), which the caller writes back
-    before it handles any record of that partition.
+    topic (found only as outputs past the mark), which the caller writes back,
+    then moves the partition's mark to ``output_mark``, before it handles any
+    record of that partition.
     """
     now = int(time.time())
     states = {p: PartitionState() for p in partitions}
@@ -132,8 +137,23 @@ async def restore_partitions(
     async for records in read_to_end(reader, starts):
         state = states[records[0].partition]
         for record in records:
-            if record.key is not None and record.value is not None:
+            if record.key is None or record.value is None:
+                continue
+            try:
                 apply_entry(state, record.key, record.value, now, expiries)
+            except (ValueError, UnicodeDecodeError):
+                # Not written by this code: skip it rather than stall the
+                # partition on every restore.
+                log.warning(
+                    "unreadable dedup entry skipped",
+                    extra={
+                        "fields": {
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                        }
+                    },
+                )
 
     repairs: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in partitions}
     tail = {TopicPartition(output_topic, p): states[p].output_mark for p in partitions}
@@ -149,14 +169,13 @@ async def restore_partitions(
             state.output_mark = record.offset + 1
     for partition, entries in repairs.items():
         if entries:
-            entries.append(mark_entry(states[partition].output_mark))
             log.warning(
                 "recovered outputs without dedup entries",
                 extra={
                     "fields": {
                         "topic": output_topic,
                         "partition": partition,
-                        "entries": len(entries) - 1,
+                        "entries": len(entries),
                     }
                 },
             )
