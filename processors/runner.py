@@ -83,6 +83,9 @@ class Processor:
         self._consumer: Any = None
         self._reader: Any = None
         self._last_purge = time.monotonic()
+        # Deciding may use half the max poll interval; publishing and
+        # committing the batch get the other half.
+        self._decide_budget_s = settings.consumer_max_poll_interval_ms / 2000
 
     @property
     def running(self) -> bool:
@@ -177,10 +180,15 @@ class Processor:
         owned = {tp: records for tp, records in polled.items() if tp in assignment}
         try:
             await self._ensure_restored([tp.partition for tp in owned])
-            batch = self._decide(owned)
+            batch = self._decide(owned, started + self._decide_budget_s)
             await self._publish(batch)
             with translated("committing", topic=self.input_topic):
                 await self._consumer.commit(batch.positions)
+            for tp, records in owned.items():
+                # Records left undecided are fetched again by the next poll.
+                position = batch.positions.get(tp, records[0].offset)
+                if position <= records[-1].offset:
+                    self._consumer.seek(tp, position)
         except CommitFailedError:
             # The group rebalanced under us; the new owner redoes the batch and
             # the entries we wrote make that a no-op.
@@ -202,7 +210,16 @@ class Processor:
             return
         self._account(batch, time.perf_counter() - started)
 
-    def _decide(self, polled: dict[TopicPartition, list[Any]]) -> _Batch:
+    def _decide(
+        self, polled: dict[TopicPartition, list[Any]], give_up_at: float
+    ) -> _Batch:
+        """Decide on the polled records until done or ``give_up_at``.
+
+        A member that does not poll within the max poll interval is thrown out
+        of its group, and the same slow batch would throw it out again after
+        it rejoined. So once the batch has used its share of the interval, the
+        records not yet decided are left for the next poll.
+        """
         batch = _Batch()
         now = int(time.time())
         expiry = now + self.settings.dedup_window_seconds
@@ -210,8 +227,10 @@ class Processor:
             state = self._states[tp.partition]
             entries = batch.entries.setdefault(tp.partition, [])
             for record in records:
+                if batch.positions and time.perf_counter() > give_up_at:
+                    return batch
                 self._decide_one(record, state, now, expiry, batch, entries)
-            batch.positions[tp] = records[-1].offset + 1
+                batch.positions[tp] = record.offset + 1
         return batch
 
     def _decide_one(
