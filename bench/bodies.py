@@ -21,6 +21,7 @@ from schemas.identity import EventIdentity, event_identity
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 EVENTS_PER_BODY = 10
 _PLACEHOLDER = "@message-id@"
+_RUN_CHARS = 8
 
 # Not Bandwidth traffic: an invented type and an empty array.
 _SKIPPED = frozenset(
@@ -63,7 +64,10 @@ def message_id(run: str, n: int) -> str:
 
     13 digits of epoch milliseconds, then 16 lowercase letters and digits.
     """
-    tail = f"{run}{n:x}".rjust(16, "0")[-16:]
+    if len(run) > _RUN_CHARS or not run.isalnum() or run != run.lower():
+        msg = f"run must be up to {_RUN_CHARS} lowercase letters or digits: {run!r}"
+        raise ValueError(msg)
+    tail = f"{run}{n:0{16 - len(run)}x}"
     return f"{1772470000000 + n % 10**9:013d}{tail}"
 
 

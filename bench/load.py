@@ -36,9 +36,10 @@ _HEADERS = {"Content-Type": "application/json"}
 
 
 class Outcome(NamedTuple):
-    """One request: when it was due, when it was answered, and how."""
+    """One request: when it was due, sent and answered, and how."""
 
     due: float
+    sent: float
     done: float
     status: int
 
@@ -47,13 +48,14 @@ async def _post(
     session: aiohttp.ClientSession, url: str, data: bytes, due: float
 ) -> Outcome:
     loop = asyncio.get_running_loop()
+    sent = loop.time()
     try:
         async with session.post(url, data=data, headers=_HEADERS) as response:
             await response.read()
             status = response.status
     except (aiohttp.ClientError, TimeoutError):
         status = 0
-    return Outcome(due, loop.time(), status)
+    return Outcome(due, sent, loop.time(), status)
 
 
 async def step(
@@ -76,6 +78,8 @@ async def step(
     ok = [o for o in outcomes if o.status == 200]
     elapsed = max(o.done for o in outcomes) - start
     latencies = [(o.done - o.due) * 1000 for o in ok]
+    # How late the loader itself sent: part of every response time above.
+    lags = [(o.sent - o.due) * 1000 for o in outcomes]
     events = len(ok) * bodies.EVENTS_PER_BODY
     summary = {
         "offered_bodies_per_s": rate,
@@ -87,6 +91,7 @@ async def step(
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies, default=float("nan")),
+        "loader_lag_p99_ms": percentile(lags, 99),
     }
     return summary, outcomes
 
@@ -125,7 +130,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{args.label}: offered {summary['offered_events_per_s']:.0f} ev/s, "
                 f"achieved {summary['achieved_events_per_s']:.0f} ev/s, "
                 f"p50 {summary['p50_ms']:.1f} ms, p99 {summary['p99_ms']:.1f} ms, "
-                f"errors {summary['errors']}"
+                f"errors {summary['errors']}, "
+                f"loader lag p99 {summary['loader_lag_p99_ms']:.1f} ms"
             )
             if args.ids is not None:
                 times.update(event_times(batch, outcomes, wall_offset))

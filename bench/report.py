@@ -151,9 +151,11 @@ def table(results: Mapping[str, Any]) -> str:
             f"at {_fmt(results.get('half_load_events_per_s'))} events/s",
         ),
     ]
+    cpu = results.get("processors_cpu_us", {})
     for name, figure in sorted(results.get("processors", {}).items()):
+        note = f"{_fmt(cpu.get(name), 1)} us CPU per event" if name in cpu else ""
         rows.append(
-            (f"processor {name} (dedup on)", _fmt(figure), "input events/s", "")
+            (f"processor {name} (dedup on)", _fmt(figure), "input events/s", note)
         )
     faust = results.get("faust", {})
     rows.append(
@@ -190,6 +192,16 @@ def table(results: Mapping[str, Any]) -> str:
             f"{_fmt(e2e.get('matched'))} of {_fmt(e2e.get('expected'))} events seen",
         )
     )
+    low = results.get("e2e_low", {})
+    if low:
+        rows.append(
+            (
+                "end to end p50 / p99 at 20 %",
+                f"{_fmt(low.get('p50_ms'), 1)} / {_fmt(low.get('p99_ms'), 1)}",
+                "ms",
+                f"at {_fmt(low.get('offered_events_per_s'))} events/s",
+            )
+        )
     lines = ["| measure | figure | unit | note |", "| --- | ---: | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     lines += [
@@ -219,9 +231,14 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         for q in ("p50", "p99"):
             ax.plot(loads, [st[f"{q}_ms"] for st in steps], style, label=f"{name} {q}")
     half = results.get("half_load_events_per_s")
-    if half:
-        ax.axvline(
-            half, color="grey", linestyle=":", label="50 % of ingress saturation"
+    step = results.get("ingest_half_step")
+    if half and step:
+        ax.axvline(half, color="grey", linestyle=":", label="50 % of saturation")
+        ax.plot(
+            [half, half],
+            [step["p50_ms"], step["p99_ms"]],
+            "k^",
+            label="ingest p50, p99 at 50 %",
         )
     ax.set_xlabel("offered load (events/s, 10 per body)")
     ax.set_ylabel("response time (ms)")
