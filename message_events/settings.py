@@ -161,6 +161,13 @@ class Settings(BaseSettings):
         if (self.callback_username is None) != (self.callback_password is None):
             msg = "CALLBACK_USERNAME and CALLBACK_PASSWORD are set together"
             raise ValueError(msg)
+        pairs = [(self.callback_username, self.callback_password)]
+        pairs += list(self.callback_extra_credentials.items())
+        for user, password in pairs:
+            if user == "" or (password is not None and not password.get_secret_value()):
+                # An empty pair would let `Authorization: Basic Og==` in.
+                msg = "callback usernames and passwords must not be empty"
+                raise ValueError(msg)
         return self
 
     def topic(self, name: str) -> str:

@@ -170,3 +170,32 @@ async def test_tail_stops_after_max_records(
     assert status == 0
     assert len(lines) == 3
     assert all(orjson.loads(line)["topic"] == topic for line in lines)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param(
+            {"CALLBACK_USERNAME": "", "CALLBACK_PASSWORD": ""}, id="empty-pair"
+        ),
+        pytest.param(
+            {"CALLBACK_USERNAME": "u", "CALLBACK_PASSWORD": ""}, id="empty-password"
+        ),
+        pytest.param(
+            {"CALLBACK_EXTRA_CREDENTIALS": '{"": "x"}'}, id="empty-extra-user"
+        ),
+    ],
+)
+def test_empty_credentials_are_refused(
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty username or password would accept ``Basic Og==``: refused at start."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    status = main(["ingest", "--port", "0"])
+
+    assert status == 2
+    assert "must not be empty" in capsys.readouterr().err
