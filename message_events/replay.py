@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from pydantic.alias_generators import to_camel
 from tqdm import tqdm
 
 from ingest.body import InvalidBody, parse_item
@@ -47,8 +48,8 @@ class ReplayReport:
     too_large: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        """The counts, for printing."""
-        return dataclasses.asdict(self)
+        """The counts, for printing, in camelCase like every JSON we write."""
+        return {to_camel(k): v for k, v in dataclasses.asdict(self).items()}
 
 
 async def replay_dead_letters(
@@ -112,17 +113,20 @@ async def _read_all(
                 continue
             idle = 0
             sent: list[asyncio.Future[Any]] = []
-            for records in batch.values():
+            done: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
                 for record in records[: None if limit is None else limit - report.read]:
                     future = await _replay_one(record, producer, settings, report)
                     if future is not None:
                         sent.append(future)
+                    done[tp] = record.offset + 1
                     bar.update(1)
-            if producer is not None:
+            if producer is not None and done:
                 # Every re-published item is acknowledged before the dead
-                # letters behind it are marked as done.
+                # letters behind it are marked as done, and only the letters
+                # read are (``--limit`` may stop inside a fetched batch).
                 await asyncio.gather(*sent)
-                await consumer.commit()
+                await consumer.commit(done)
     finally:
         bar.close()
 

@@ -56,17 +56,17 @@ async def test_replay_publishes_routable_letters_once(
     assert dry.as_dict() == {
         "read": 3,
         "replayed": 1,
-        "still_invalid": 1,
+        "stillInvalid": 1,
         "unreadable": 1,
-        "too_large": 0,
+        "tooLarge": 0,
     }
     assert first.as_dict() == dry.as_dict()
     assert second.as_dict() == {
         "read": 0,
         "replayed": 0,
-        "still_invalid": 0,
+        "stillInvalid": 0,
         "unreadable": 0,
-        "too_large": 0,
+        "tooLarge": 0,
     }
     (event,) = events
     assert event.value == good.encode()
@@ -77,3 +77,33 @@ async def test_replay_publishes_routable_letters_once(
     assert headers["replayed-from"].startswith(
         settings.topic(DLQ_TOPIC).encode() + b":0:"
     )
+
+
+async def test_replay_limit_leaves_the_rest_for_the_next_run(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """``--limit`` marks as done only the letters it read."""
+    settings = make_settings()
+    await ensure_topics(settings)
+    bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    good = fixture_items("message_failed.json")[0].decode()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(5):
+            letter = DeadLetter(
+                raw=good,
+                error="x",
+                requestId=f"r{i}",
+                receivedAt="2026-03-02T18:00:00Z",
+            )
+            await producer.send_and_wait(settings.topic(DLQ_TOPIC), letter.to_json())
+    finally:
+        await producer.stop()
+
+    first = await replay_dead_letters(settings, dry_run=False, limit=2, progress=False)
+    rest = await replay_dead_letters(settings, dry_run=False, progress=False)
+
+    assert (first.read, first.replayed) == (2, 2)
+    assert (rest.read, rest.replayed) == (3, 3)
