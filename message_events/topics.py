@@ -119,6 +119,11 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
                 f"process {processor}",
             )
         )
+    if rf > 1:
+        # acks=all waits only for the in-sync replicas; without a floor, a 200
+        # could rest on the leader alone.
+        floor = {"min.insync.replicas": str(rf - 1)}
+        specs = [dataclasses.replace(s, config={**s.config, **floor}) for s in specs]
     return specs
 
 
