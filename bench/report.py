@@ -189,7 +189,8 @@ def table(results: Mapping[str, Any]) -> str:
             "end to end p50 / p99 at 50 %",
             f"{_fmt(e2e.get('p50_ms'), 1)} / {_fmt(s.get('e2e_p99_ms'), 1)}",
             "ms",
-            f"{_fmt(e2e.get('matched'))} of {_fmt(e2e.get('expected'))} events seen",
+            f"at {_fmt(e2e.get('offered_events_per_s'))} events/s; "
+            f"{_fmt(e2e.get('matched'))} of {_fmt(e2e.get('expected'))} seen",
         )
     )
     low = results.get("e2e_low", {})
@@ -214,6 +215,18 @@ def table(results: Mapping[str, Any]) -> str:
         lines.append(
             f"| {target.name} | {_fmt(target.measured, 2)} | {target.bound} | {verdict} |"
         )
+    phases = results.get("cpu", {})
+    if phases:
+        lines += [
+            "",
+            "| part | seconds | cores used by the bench | cores used by other processes |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, use in phases.items():
+            lines.append(
+                f"| {name} | {_fmt(use['seconds'])} | {_fmt(use['bench_cores'], 2)} "
+                f"| {_fmt(use['other_cores'], 2)} |"
+            )
     return "\n".join(lines)
 
 

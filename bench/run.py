@@ -367,18 +367,44 @@ class Bench:
         }
         await asyncio.to_thread(self.broker.start)
         try:
-            await self.raw()
-            await self.ingress()
-            await self.naive()
-            await self.processors()
-            await self.faust()
-            await self.restore()
-            await self.end_to_end()
+            parts = (
+                ("raw", self.raw),
+                ("ingress", self.ingress),
+                ("naive", self.naive),
+                ("processors", self.processors),
+                ("faust", self.faust),
+                ("restore", self.restore),
+                ("end to end", self.end_to_end),
+            )
+            for name, part in parts:
+                before = self._cpu()
+                await part()
+                self.results.setdefault("cpu", {})[name] = _cpu_use(before, self._cpu())
         finally:
             await asyncio.to_thread(self.broker.stop)
         self.results["seconds"] = time.monotonic() - started
         self.results["summary"] = self.summary()
         return self.write()
+
+    def _cpu(self) -> tuple[float, float, float]:
+        """Wall time, busy CPU seconds of the machine, and of this run's processes.
+
+        Children count once they have been waited for, which every part does
+        before it returns; the broker runs throughout and is read directly.
+        """
+        ticks = os.sysconf("SC_CLK_TCK")
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            int(f) for f in fields[:8]
+        )
+        busy = (user + nice + system + irq + softirq + steal) / ticks
+        own = os.times()
+        ours = own.user + own.system + own.children_user + own.children_system
+        if self.broker.pid is not None:
+            stat = Path(f"/proc/{self.broker.pid}/stat").read_text()
+            utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+            ours += (int(utime) + int(stime)) / ticks
+        return time.monotonic(), busy, ours
 
     def write(self) -> str:
         text = report.table(self.results)
@@ -391,6 +417,20 @@ class Bench:
         report.plot(self.results, RESULTS / "latency.png")
         progress(f"done in {self.results['seconds']:.0f} s; results in {RESULTS}")
         return text
+
+
+def _cpu_use(
+    before: tuple[float, float, float], after: tuple[float, float, float]
+) -> dict[str, float]:
+    """Cores used during a part: by the bench, and by anything else."""
+    seconds = after[0] - before[0]
+    busy = after[1] - before[1]
+    ours = after[2] - before[2]
+    return {
+        "seconds": seconds,
+        "bench_cores": ours / seconds,
+        "other_cores": max(busy - ours, 0.0) / seconds,
+    }
 
 
 async def _wait_ready(url: str, process: Any, timeout_s: float = 30) -> None:

@@ -91,10 +91,15 @@ def test_targets_are_met_missed_or_not_measured() -> None:
 
 def test_table_names_every_verdict() -> None:
     """The table holds the figures and a verdict row per target."""
-    results = {"summary": MEASURED, "processors": {"delivery": 26000.0}}
+    results = {
+        "summary": MEASURED,
+        "processors": {"delivery": 26000.0},
+        "cpu": {"ingress": {"seconds": 40, "bench_cores": 1.5, "other_cores": 0.25}},
+    }
 
     text = report.table(results)
 
     assert "| processor delivery (dedup on) | 26,000 |" in text
+    assert "| ingress | 40 | 1.50 | 0.25 |" in text
     assert text.count("| met |") == 5
     assert text.count("| MISSED |") == 2
