@@ -151,6 +151,17 @@ def table(results: Mapping[str, Any]) -> str:
             f"at {_fmt(results.get('half_load_events_per_s'))} events/s",
         ),
     ]
+    half = results.get("ingest_half_step", {})
+    if "server_p99_ms" in half:
+        rows.append(
+            (
+                "the ingress's own time in the handler, p50 / p99",
+                f"{_fmt(half['server_p50_ms'], 1)} / {_fmt(half['server_p99_ms'], 1)}",
+                "ms",
+                "same step, from its log; loader lag p99 "
+                f"{_fmt(half.get('loader_lag_p99_ms'), 1)} ms",
+            )
+        )
     cpu = results.get("processors_cpu_us", {})
     for name, figure in sorted(results.get("processors", {}).items()):
         note = f"{_fmt(cpu.get(name), 1)} us CPU per event" if name in cpu else ""
