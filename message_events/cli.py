@@ -68,10 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         "processors in one process. Without KAFKA_BOOTSTRAP_SERVERS it starts "
         "the embedded broker and stops it on exit.",
     )
-    run.add_argument("--port", type=int, default=None, help="HTTP port (8080)")
-    run.add_argument(
-        "--no-auth", action="store_true", help="accept callbacks without credentials"
-    )
+    _ingress_arguments(run)
     run.set_defaults(command=_run)
 
     ingest = commands.add_parser(
@@ -79,10 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the HTTP ingress alone",
         description="Serve POST /callbacks/messaging and publish every item.",
     )
-    ingest.add_argument("--port", type=int, default=None, help="HTTP port (8080)")
-    ingest.add_argument(
-        "--no-auth", action="store_true", help="accept callbacks without credentials"
-    )
+    _ingress_arguments(ingest)
     ingest.set_defaults(command=_ingest)
 
     process = commands.add_parser(
@@ -142,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(command=_replay)
     return parser
+
+
+def _ingress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (8080)")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="accept callbacks without credentials"
+    )
 
 
 def _with_broker_file(settings: Settings) -> Settings:

@@ -162,6 +162,21 @@ class _StatusHandler:
         return Decision(step)
 
 
+def _status_fields(
+    event: CallbackEvent, identity: EventIdentity, status: str
+) -> dict[str, Any]:
+    """What every status record carries, whatever the processor."""
+    return {
+        "event_id": identity.event_id,
+        "message_id": event.message.id,
+        "type": event.type,
+        "time": event.time,
+        "recipient": event.to,
+        "status": status,
+        "tag": event.message.tag,
+    }
+
+
 class DeliveryHandler(_StatusHandler):
     """Delivery receipts: sent, delivered, failed, read."""
 
@@ -174,16 +189,10 @@ class DeliveryHandler(_StatusHandler):
     ) -> bytes:
         code = event.error_code if status == "failed" else None
         return DeliveryStatus(
-            event_id=identity.event_id,
-            message_id=event.message.id,
-            type=event.type,
-            time=event.time,
-            recipient=event.to,
-            status=status,
+            **_status_fields(event, identity, status),
             error_code=code,
             error_category=error_category(code) if code is not None else None,
             retry_advice=retry_advice(code) if code is not None else None,
-            tag=event.message.tag,
             carrier_name=event.carrier_name,
             event_time=event.event_time,
         ).to_json()
@@ -199,15 +208,7 @@ class MmsHandler(_StatusHandler):
     def record(
         self, event: CallbackEvent, identity: EventIdentity, status: str
     ) -> bytes:
-        return MmsProgress(
-            event_id=identity.event_id,
-            message_id=event.message.id,
-            type=event.type,
-            time=event.time,
-            recipient=event.to,
-            status=status,
-            tag=event.message.tag,
-        ).to_json()
+        return MmsProgress(**_status_fields(event, identity, status)).to_json()
 
 
 HANDLERS: dict[str, type[InboundHandler] | type[DeliveryHandler] | type[MmsHandler]] = {
