@@ -28,6 +28,7 @@ from ingest.auth import AuthOutcome, challenge, check_basic_auth
 from ingest.body import (
     BodyTooLarge,
     BodyTooSlow,
+    BodyUnreadable,
     InvalidBody,
     parse_items,
     read_capped,
@@ -149,7 +150,10 @@ class _Callbacks:
             return response
         except InvalidBody as exc:
             fields["error"] = exc.message
-            return _json_error(400, exc.message, rid)
+            response = _json_error(400, exc.message, rid)
+            if isinstance(exc, BodyUnreadable):
+                response.force_close()
+            return response
 
         fields["items"] = len(items)
         routed = route_items(
@@ -189,12 +193,14 @@ class _Callbacks:
             raise BodyTooSlow(msg) from None
         except RequestPayloadError as exc:
             # A broken chunked framing or Content-Encoding: the bytes cannot
-            # be known. aiohttp's message names the encoding, not the data.
+            # be known. Marking the stream as ended keeps aiohttp from reading
+            # the rest after the answer, which would only raise the same error.
+            request.content.feed_eof()
             msg = f"body could not be read ({type(exc.__cause__).__name__})"
-            raise InvalidBody(msg) from None
+            raise BodyUnreadable(msg) from None
         except ConnectionResetError:
             msg = "the client closed the connection while sending the body"
-            raise InvalidBody(msg) from None
+            raise BodyUnreadable(msg) from None
 
     def _authenticated(self, request: web.Request) -> bool:
         if self._credentials is None:

@@ -48,6 +48,11 @@ class InvalidBody(MessageEventsError):
     """
 
 
+class BodyUnreadable(InvalidBody):
+    """The body's bytes could not be received: broken framing or encoding, or
+    the client went away. The connection cannot carry another request."""
+
+
 class BodyTooLarge(MessageEventsError):
     """The body is longer than the configured limit."""
 

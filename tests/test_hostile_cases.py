@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -662,15 +663,27 @@ class TestEncodings:
 
     @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
     async def test_broken_compression_is_400_not_500(
-        self, client: Client, producer: FakeProducer, encoding: str
+        self,
+        client: Client,
+        producer: FakeProducer,
+        encoding: str,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """Bytes that do not decompress are a 400 with a JSON error."""
-        status, answer = await post(
-            client, b"[this is not compressed]", {"Content-Encoding": encoding}
+        """Bytes that do not decompress are a 400 with a JSON error, and the
+        connection, whose framing is lost, is closed without an error logged."""
+        caplog.set_level(logging.DEBUG)
+
+        response = await client.post(
+            CALLBACK_PATH,
+            data=b"[this is not compressed]",
+            headers={**AUTH, "Content-Encoding": encoding},
         )
 
-        assert status == 400
-        assert answer["error"].startswith("body could not be read")
+        assert response.status == 400
+        assert response.headers["Connection"] == "close"
+        answer = orjson.loads(await response.read())
+        assert answer["error"] == "body could not be read (ContentEncodingError)"
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
         assert producer.sent == []
 
     async def test_compressed_bomb_is_cut_at_the_limit(
