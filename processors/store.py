@@ -35,6 +35,10 @@ EVENT = b"e"
 STATUS = b"s"
 MARK = b"m"
 _EMPTY_ROUND_MS = 200
+# Once every position is past the reported end, reading goes on this long at
+# most: a partition that another member still writes to (this one was frozen
+# past its session timeout mid-restore) has no end to wait for.
+_TAIL_S = 2.0
 
 
 def event_entry(digest: bytes, expiry: int) -> tuple[bytes, bytes]:
@@ -94,7 +98,8 @@ async def read_to_end(
     The end is reached when every position is at or past the reported end
     offset and two more fetch rounds in a row return nothing: the embedded
     broker can report an end offset below the true end, and one slow fetch
-    on a busy machine must not end the read early.
+    on a busy machine must not end the read early. Records that keep coming
+    past the reported end for ``_TAIL_S`` are another writer's, not the end.
     """
     if not starts:
         return
@@ -103,16 +108,18 @@ async def read_to_end(
         reader.seek(tp, offset)
     ends = await reader.end_offsets(list(starts))
     empty_rounds = 0
+    past_end_since: float | None = None
     while True:
         batch = await reader.getmany(timeout_ms=_EMPTY_ROUND_MS)
         for records in batch.values():
             yield records
-        if batch:
-            empty_rounds = 0
-            continue
-        empty_rounds += 1
+        empty_rounds = 0 if batch else empty_rounds + 1
         positions = {tp: await reader.position(tp) for tp in starts}
-        if empty_rounds >= 2 and all(positions[tp] >= ends[tp] for tp in starts):
+        if not all(positions[tp] >= ends[tp] for tp in starts):
+            continue
+        if past_end_since is None:
+            past_end_since = time.monotonic()
+        if empty_rounds >= 2 or time.monotonic() - past_end_since > _TAIL_S:
             return
 
 
