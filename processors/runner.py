@@ -181,6 +181,7 @@ class Processor:
         try:
             await self._ensure_restored([tp.partition for tp in owned])
             batch = self._decide(owned, started + self._decide_budget_s)
+            await self._check_membership(owned)
             await self._publish(batch)
             with translated("committing", topic=self.input_topic):
                 await self._consumer.commit(batch.positions)
@@ -209,6 +210,20 @@ class Processor:
             await self._pause(_RETRY_BACKOFF_S)
             return
         self._account(batch, time.perf_counter() - started)
+
+    async def _check_membership(self, owned: dict[TopicPartition, list[Any]]) -> None:
+        """Raise unless this member still owns the partitions it polled.
+
+        A member frozen past its session timeout (a long pause, a stalled VM,
+        SIGSTOP) resumes with records fetched for partitions that now belong
+        to another member, and with state that misses what that member did
+        since: publishing them would duplicate outputs. Committing the offsets
+        the batch starts at changes nothing, but the group coordinator refuses
+        it unless this member is still in the current generation.
+        """
+        starts = {tp: records[0].offset for tp, records in owned.items()}
+        with translated("checking group membership", topic=self.input_topic):
+            await self._consumer.commit(starts)
 
     def _decide(
         self, polled: dict[TopicPartition, list[Any]], give_up_at: float
