@@ -40,6 +40,10 @@ def new_producer(settings: Settings, role: str) -> Any:
         acks="all",
         linger_ms=settings.producer_linger_ms,
         max_request_size=settings.producer_max_request_bytes,
+        # A processor sends a whole poll's outputs and entries per partition
+        # at once; aiokafka's 16 KiB default cut them into many small
+        # requests (make bench: delivery 17.7k -> 22.9k events/s at 256 KiB).
+        max_batch_size=256 * 1024,
         request_timeout_ms=max(settings.publish_deadline_ms, 5000),
         enable_idempotence=False,
     )
