@@ -145,7 +145,9 @@ class _Callbacks:
         except BodyTooSlow as exc:
             fields["error"] = exc.message
             response = _json_error(408, exc.message, rid)
-            # The rest of the body may never come: do not wait to drain it.
+            # The rest may never come: the connection is not kept; what still
+            # arrives is dropped for at most lingering_time (IngressServer),
+            # then it is closed.
             response.force_close()
             return response
         except InvalidBody as exc:
