@@ -93,6 +93,47 @@ def body_of(events: Iterable[Event]) -> bytes:
     return b"[" + b",".join(e.raw for e in events) + b"]"
 
 
+CUTS = ("content-length", "complete-json-prefix", "chunked")
+
+
+def half_request(
+    port: int, body: bytes, headers: Mapping[str, str], cut: str = "content-length"
+) -> bytes:
+    """A callback request that stops partway through its body.
+
+    ``content-length``: half the declared body. ``complete-json-prefix``: the
+    whole JSON array, but the declared length promises more.
+    ``chunked``: one chunk of half the body, no closing chunk.
+    """
+    head = [f"POST {CALLBACK_PATH} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    half = body[: len(body) // 2]
+    if cut == "chunked":
+        framing = "Transfer-Encoding: chunked"
+        sent = f"{len(half):x}\r\n".encode() + half + b"\r\n"
+    elif cut == "complete-json-prefix":
+        framing = f"Content-Length: {len(body) + 64}"
+        sent = body
+    else:
+        framing = f"Content-Length: {len(body)}"
+        sent = half
+    return ("\r\n".join([*head, framing]) + "\r\n\r\n").encode() + sent
+
+
+async def post_half(
+    port: int, body: bytes, headers: Mapping[str, str], cut: str = "content-length"
+) -> None:
+    """Send a request that stops partway through its body, then hang up."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(half_request(port, body, headers, cut))
+        await writer.drain()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
 @dataclasses.dataclass(frozen=True)
 class Answer:
     """One callback request: when it started and ended, and its status."""
@@ -334,6 +375,7 @@ class Report:
     lost_ids: list[str]
     duplicated_ids: list[str]
     output_ids: set[str]
+    events_ids: set[str]
 
     def summary(self) -> dict[str, int]:
         """The four numbers of the final JSON line."""
@@ -412,6 +454,7 @@ async def audit(
         lost_ids=lost_ids,
         duplicated_ids=duplicated_ids,
         output_ids={i for t in outputs.values() for i in t.counts},
+        events_ids=set(events.counts),
     )
 
 
@@ -445,6 +488,16 @@ class Feeder:
         self._started = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    def pause(self) -> None:
+        """Publish nothing new until ``resume()``."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Publish again after ``pause()``."""
+        self._flowing.set()
 
     async def start(self, *, flowing: bool = True) -> None:
         """Connect; unless ``flowing`` is false, publish in the background."""
@@ -456,6 +509,7 @@ class Feeder:
     async def stop(self) -> None:
         """Stop publishing; every record sent so far is acknowledged."""
         self._stopping.set()
+        self._flowing.set()
         task, self._task = self._task, None
         if task is not None:
             await task
@@ -476,6 +530,9 @@ class Feeder:
         per_tick = max(1, round(self._per_second * tick_s))
         previous: list[Event] = []
         for tick in itertools.count(1):
+            await self._flowing.wait()
+            if self._stopping.is_set():
+                return
             events = self.factory.batch(per_tick)
             if previous and tick % self._duplicate_every == 0:
                 events.append(previous[0])

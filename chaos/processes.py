@@ -22,8 +22,6 @@ from pydantic import SecretStr
 
 from message_events.settings import Settings
 
-COMMAND = [sys.executable, "-m", "message_events.cli"]
-
 
 def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment that makes a child read the same ``settings``.
@@ -55,8 +53,15 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Child:
     """One ``message-events`` process; its stdout goes to ``log_path``."""
 
-    def __init__(self, args: Iterable[str], env: dict[str, str], log_path: Path):
-        self.args = [*COMMAND, *args]
+    def __init__(
+        self,
+        args: Iterable[str],
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        module: str = "message_events.cli",
+    ) -> None:
+        self.args = [sys.executable, "-m", module, *args]
         self.env = env
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
@@ -139,3 +144,24 @@ class Child:
             await asyncio.sleep(0.05)
         msg = f"not {count} x {message!r} in {self.log_path} within {timeout_s} s"
         raise AssertionError(msg)
+
+
+def restored_before_handled(lines: list[dict[str, Any]]) -> tuple[bool, int]:
+    """Whether each batch's partitions were restored before it was handled.
+
+    Reads one process's log lines in order. Also returns how many entries
+    were restored before its first batch.
+    """
+    restored: set[int] = set()
+    entries = 0
+    handled_any = False
+    for line in lines:
+        if line.get("message") == "restored dedup state":
+            restored.update(line["partitions"])
+            if not handled_any:
+                entries += line["entries"]
+        elif line.get("message") == "batch handled":
+            handled_any = True
+            if not set(line["partitions"]) <= restored:
+                return False, entries
+    return True, entries

@@ -14,12 +14,14 @@ import pytest
 
 from chaos.broker import ProxiedBroker
 from chaos.load import (
+    CUTS,
     CallbackLoad,
     EventFactory,
     Ledger,
     Tally,
     body_of,
     event_id_header,
+    post_half,
 )
 from chaos.processes import Child, settings_env
 from ingest import CALLBACK_PATH, IngressServer
@@ -66,32 +68,7 @@ async def ingress(
         await server.stop()
 
 
-def _head(port: int, rid: str, framing: str) -> bytes:
-    lines = [
-        f"POST {CALLBACK_PATH} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        f"Authorization: {AUTH['Authorization']}",
-        "Content-Type: application/json",
-        f"X-Request-Id: {rid}",
-        framing,
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _half_request(port: int, rid: str, body: bytes, cut: str) -> bytes:
-    """Headers and part of the body, framed as the ``cut`` case says."""
-    if cut == "chunked":
-        half = body[: len(body) // 2]
-        chunk = f"{len(half):x}\r\n".encode() + half + b"\r\n"
-        return _head(port, rid, "Transfer-Encoding: chunked") + chunk
-    if cut == "complete-json-prefix":
-        # What arrived is a whole JSON array: only the length says more is due.
-        padded = body + b" " * 64
-        return _head(port, rid, f"Content-Length: {len(padded)}") + body
-    return _head(port, rid, f"Content-Length: {len(body)}") + body[: len(body) // 2]
-
-
-@pytest.mark.parametrize("cut", ["content-length", "complete-json-prefix", "chunked"])
+@pytest.mark.parametrize("cut", CUTS)
 async def test_client_gone_mid_body_publishes_nothing_of_it(
     ingress: tuple[Settings, IngressServer],
     caplog: pytest.LogCaptureFixture,
@@ -107,11 +84,8 @@ async def test_client_gone_mid_body_publishes_nothing_of_it(
     rid = f"half-{cut}"
     caplog.set_level(logging.INFO, logger="ingest.app")
 
-    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(_half_request(server.port, rid, body, cut))
-    await writer.drain()
-    writer.close()
-    await writer.wait_closed()
+    headers = {**AUTH, "Content-Type": "application/json", "X-Request-Id": rid}
+    await post_half(server.port, body, headers, cut)
     await wait_until(
         lambda: any(
             getattr(r, "fields", {}).get("requestId") == rid for r in caplog.records
