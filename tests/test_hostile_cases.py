@@ -796,7 +796,7 @@ class TestSlowClients:
         head = _head(server.port, f"Content-Length: {len(body)}\r\nConnection: close")
         parts = [body[: len(body) // 2], body[len(body) // 2 :]]
 
-        answer, _, _ = await _raw_exchange(server.port, head, parts, pause_s=0.1)
+        answer, _, _ = await _raw_exchange(server.port, head, parts, pause_s=0.05)
 
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert [s.value for s in producer.sent] == [body[1:-1]]
