@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import traceback
 from typing import Any
 
 import pydantic
@@ -183,8 +184,7 @@ class Processor:
             batch = self._decide(owned, started + self._decide_budget_s)
             await self._check_membership(owned)
             await self._publish(batch)
-            with translated("committing", topic=self.input_topic):
-                await self._consumer.commit(batch.positions)
+            await self._commit(batch.positions)
             for tp, records in owned.items():
                 # Records left undecided are fetched again by the next poll.
                 position = batch.positions.get(tp, records[0].offset)
@@ -221,9 +221,18 @@ class Processor:
         the batch starts at changes nothing, but the group coordinator refuses
         it unless this member is still in the current generation.
         """
-        starts = {tp: records[0].offset for tp, records in owned.items()}
-        with translated("checking group membership", topic=self.input_topic):
-            await self._consumer.commit(starts)
+        await self._commit({tp: records[0].offset for tp, records in owned.items()})
+
+    async def _commit(self, positions: dict[TopicPartition, int]) -> None:
+        # CommitFailedError passes untranslated: it means "the group moved on",
+        # not "the broker is in trouble", and is handled apart.
+        try:
+            await self._consumer.commit(positions)
+        except CommitFailedError:
+            raise
+        except KafkaError as exc:
+            msg = f"committing: {type(exc).__name__}"
+            raise BrokerError(msg, topic=self.input_topic) from exc
 
     def _decide(
         self, polled: dict[TopicPartition, list[Any]], give_up_at: float
@@ -267,10 +276,27 @@ class Processor:
         if state.seen(digest, now):
             batch.count("duplicate")
             return
-        decision = self.handler.handle(
-            event, identity, state, now, _header(record, "received-at")
-        )
+        try:
+            decision = self.handler.handle(
+                event, identity, state, now, _header(record, "received-at")
+            )
+        except Exception as exc:
+            # A record this code cannot handle must not stop its partition
+            # forever (the loop would die on it at every restart): it is
+            # counted and logged with its coordinates and stays in the input
+            # topic. Only the error's type and frames are logged, since its
+            # message may quote the event.
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            self._anomaly(
+                "unexpected-error",
+                record,
+                batch,
+                error=type(exc).__name__,
+                frames=frames,
+            )
+            return
         if decision is None:
+            batch.count("ignored")
             return
         state.events[digest] = expiry
         entries.append(store.event_entry(digest, expiry))
@@ -303,7 +329,7 @@ class Processor:
                 }
             },
         )
-        if kind == "invalid-input":
+        if kind in ("invalid-input", "unexpected-error"):
             batch.count("anomaly")
 
     async def _publish(self, batch: _Batch) -> None:
@@ -312,10 +338,20 @@ class Processor:
             outputs.setdefault(partition, []).append((key, value, headers))
         with translated("publishing outputs", topic=self.output_topic):
             marks = await self._send_batches(self.output_topic, outputs)
-        for partition, mark in marks.items():
-            batch.entries.setdefault(partition, []).append(store.mark_entry(mark))
-            self._states[partition].output_mark = mark
         await self._write_entries(batch.entries)
+        await self._write_marks(marks)
+
+    async def _write_marks(self, marks: dict[int, int]) -> None:
+        # Only once the entries are acknowledged: a mark that landed while an
+        # earlier batch of entries failed would make a restore skip outputs
+        # whose entries were lost, and publish them again.
+        if not marks:
+            return
+        await self._write_entries(
+            {p: [store.mark_entry(mark)] for p, mark in marks.items()}
+        )
+        for partition, mark in marks.items():
+            self._states[partition].output_mark = mark
 
     async def _write_entries(
         self, entries: dict[int, list[tuple[bytes, bytes]]]
@@ -393,6 +429,9 @@ class Processor:
             missing_entries = {p: e for p, e in repairs.items() if e}
             if missing_entries:
                 await self._write_entries(missing_entries)
+                await self._write_marks(
+                    {p: states[p].output_mark for p in missing_entries}
+                )
         self._states.update(states)
         elapsed = time.perf_counter() - started
         metrics.RESTORE_SECONDS.labels(self.name).observe(elapsed)
@@ -459,6 +498,8 @@ class Processor:
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
             self._forget(revoked)
+        if not revoked:
+            return
         log.info(
             "partitions revoked",
             extra={
@@ -470,6 +511,10 @@ class Processor:
         )
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        # No restore here: aiokafka sends no heartbeats while this callback
+        # runs, so a long restore would get the member evicted, again and
+        # again. The batch loop restores a partition before it handles any of
+        # its records, with heartbeats going.
         log.info(
             "partitions assigned",
             extra={
@@ -479,8 +524,6 @@ class Processor:
                 }
             },
         )
-        async with self._lock:
-            await self._ensure_restored([tp.partition for tp in assigned])
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -498,7 +541,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _header(record: Any, name: str) -> str | None:
     for key, value in record.headers or ():
-        if key == name:
+        if key == name and value is not None:
             return bytes(value).decode("utf-8", "replace")
     return None
 

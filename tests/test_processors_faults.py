@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from message_events.settings import DELIVERY_TOPIC, EVENTS_TOPIC, Settings
@@ -203,4 +204,69 @@ async def test_sigkilled_process_restarts_without_loss_or_duplicate(
         await asyncio.to_thread(survivor.wait, 30)
 
     assert survivor.returncode == 0
+    _assert_exactly_once(records, len(items))
+
+
+async def test_record_the_handler_cannot_handle_does_not_stop_its_partition(
+    settings: Settings,
+) -> None:
+    """An unexpected error is an anomaly for that record; the rest flows."""
+    bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    items = synthetic_statuses(6, seed="x")
+    poison = orjson.loads(items[2])["message"]["id"]
+    processor = Processor(settings, "delivery")
+    handle = processor.handler.handle
+
+    def fragile(event: Any, *args: Any) -> Any:
+        if event.message.id == poison:
+            msg = "cannot handle this one"
+            raise ZeroDivisionError(msg)
+        return handle(event, *args)
+
+    processor.handler.handle = fragile  # type: ignore[method-assign,assignment]
+    await processor.start()
+    try:
+        await publish_events(bootstrap, settings.topic(EVENTS_TOPIC), items)
+        records = await _outputs(settings, expected=5, settle_s=2)
+        assert processor.running
+    finally:
+        await processor.stop()
+
+    assert len(records) == 5
+    assert poison.encode() not in {r.key.split(b"/")[0] for r in records}
+
+
+async def test_failed_entries_leave_the_mark_where_it_was(settings: Settings) -> None:
+    """The output mark moves only after the entries it vouches for landed."""
+    bootstrap = settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    items = synthetic_statuses(10, seed="m")
+    first = Processor(settings, "delivery")
+    writes: list[set[bytes]] = []
+    write_entries = first._write_entries
+
+    async def entries_fail(entries: dict[int, list[tuple[bytes, bytes]]]) -> None:
+        kinds = {key[:1] for pairs in entries.values() for key, _ in pairs}
+        writes.append(kinds)
+        if b"e" in kinds:
+            msg = "entries lost"
+            raise RuntimeError(msg)
+        await write_entries(entries)
+
+    first._write_entries = entries_fail  # type: ignore[method-assign]
+    await first.start()
+    await publish_events(bootstrap, settings.topic(EVENTS_TOPIC), items)
+    with pytest.raises(RuntimeError, match="entries lost"):
+        await asyncio.wait_for(first.wait(), 60)
+    await first.stop()
+    assert all(b"m" not in kinds for kinds in writes)
+
+    second = Processor(settings, "delivery")
+    await second.start()
+    try:
+        records = await _outputs(settings, expected=len(items))
+    finally:
+        await second.stop()
+
     _assert_exactly_once(records, len(items))
