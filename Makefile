@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test lint format typecheck pytest schemas docs clean deploy-check bench
+.PHONY: help install run test lint format typecheck pytest schemas docs clean deploy-check bench chaos
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,3 +62,6 @@ bench: $(BENCH_STAMP)  ## issue 4's benchmark on the embedded broker (about 5 mi
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+chaos: $(STAMP)  ## every fault scenario under continuous load (a few minutes); last line is JSON, exit 1 on loss or duplicates
+	$(BIN)/python -m chaos

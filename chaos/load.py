@@ -216,6 +216,8 @@ class CallbackLoad:
         self._random = random.Random(seed)
         self._retries: collections.deque[list[Event]] = collections.deque()
         self._making = True
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.in_flight = 0
         self._session: aiohttp.ClientSession | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -224,6 +226,14 @@ class CallbackLoad:
     def pending(self) -> int:
         """Bodies waiting to be posted again."""
         return len(self._retries)
+
+    def pause(self) -> None:
+        """Post nothing (new or retried) until ``resume()``."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Post again after ``pause()``."""
+        self._flowing.set()
 
     async def start(self) -> None:
         """Start the workers."""
@@ -243,6 +253,7 @@ class CallbackLoad:
     async def drain(self, timeout_s: float) -> None:
         """Wait until every body was acknowledged; stop the workers."""
         self.stop_new()
+        self.resume()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await asyncio.gather(*self._workers)
@@ -260,6 +271,7 @@ class CallbackLoad:
 
     async def _work(self) -> None:
         while True:
+            await self._flowing.wait()
             if self._retries:
                 events = self._retries.popleft()
             elif self._making:
@@ -367,6 +379,7 @@ class Report:
     sent: int
     acknowledged: int
     found: dict[str, int]
+    expected: dict[str, int]
     events_topic_records: int
     lost: int
     duplicated: int
@@ -376,6 +389,7 @@ class Report:
     duplicated_ids: list[str]
     output_ids: set[str]
     events_ids: set[str]
+    duplicated_by_topic: dict[str, int]
 
     def summary(self) -> dict[str, int]:
         """The four numbers of the final JSON line."""
@@ -446,6 +460,10 @@ async def audit(
         sent=len(sent),
         acknowledged=len(acknowledged),
         found=found,
+        expected={
+            **{t.topic: len(wanted[k]) for k, t in outputs.items()},
+            events.topic: len(acknowledged),
+        },
         events_topic_records=events.records,
         lost=len(lost_ids),
         duplicated=duplicated,
@@ -455,6 +473,10 @@ async def audit(
         duplicated_ids=duplicated_ids,
         output_ids={i for t in outputs.values() for i in t.counts},
         events_ids=set(events.counts),
+        duplicated_by_topic={
+            t.topic: sum(n - 1 for n in t.counts.values() if n > 1)
+            for t in outputs.values()
+        },
     )
 
 

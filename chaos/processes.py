@@ -114,6 +114,20 @@ class Child:
         self._process.kill()
         await asyncio.to_thread(self._process.wait)
 
+    async def wait_idle(self, quiet_s: float = 1.5, timeout_s: float = 30.0) -> None:
+        """Wait until the process has handled no batch for ``quiet_s``."""
+        count, since = self.count("batch handled"), time.monotonic()
+        deadline = since + timeout_s
+        while time.monotonic() < deadline:
+            now_count = self.count("batch handled")
+            if now_count != count:
+                count, since = now_count, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            await asyncio.sleep(0.05)
+        msg = f"{self.log_path} still handling batches after {timeout_s} s"
+        raise AssertionError(msg)
+
     def logs(self) -> list[dict[str, Any]]:
         """The JSON log lines written so far (other lines are skipped)."""
         lines = []

@@ -317,7 +317,7 @@ async def test_frozen_instances_publish_nothing_stale_and_come_back(
             await child.wait_for_log("batch handled")
 
         feeder.pause()
-        await _idle(a)
+        await a.wait_idle()
         await _frozen_until_taken_over(a, b, everyone, on_freeze=feeder.resume)
         b_assigned = b.count("partitions assigned")
         a_assigned = a.count("partitions assigned")
@@ -361,20 +361,6 @@ async def _frozen_until_taken_over(
         what="takeover",
     )
     await other.wait_for_log("batch handled", count=other.count("batch handled") + 3)
-
-
-async def _idle(child: Child, quiet_s: float = 1.5) -> None:
-    """Wait until ``child`` has handled no batch for ``quiet_s``."""
-    seen = (child.count("batch handled"), time.monotonic())
-
-    def quiet() -> bool:
-        nonlocal seen
-        count = child.count("batch handled")
-        if count != seen[0]:
-            seen = (count, time.monotonic())
-        return time.monotonic() - seen[1] >= quiet_s
-
-    await wait_until(quiet, timeout_s=30, what="the instance idle")
 
 
 def _takeovers(child: Child, everyone: list[int]) -> int:
