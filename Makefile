@@ -37,8 +37,9 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 typecheck: $(STAMP)  ## mypy, strict
 	$(BIN)/mypy message_events ingest processors schemas tests deploy
 
-schemas: $(STAMP)  ## regenerate the JSON Schemas from the models
+schemas: $(STAMP)  ## regenerate the JSON Schemas, AsyncAPI and OpenAPI documents
 	$(BIN)/python -m schemas
+	$(BIN)/python -m ingest.openapi
 
 docs: $(STAMP)  ## regenerate the README's settings and topics tables
 	$(BIN)/python -m message_events.docs
