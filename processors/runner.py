@@ -426,13 +426,16 @@ class Processor:
                 missing,
                 self.settings.dedup_window_seconds,
             )
+            # In place before the repairs are written, since writing their
+            # marks moves these states' marks; a failed write makes the batch
+            # forget them again.
+            self._states.update(states)
             missing_entries = {p: e for p, e in repairs.items() if e}
             if missing_entries:
                 await self._write_entries(missing_entries)
                 await self._write_marks(
                     {p: states[p].output_mark for p in missing_entries}
                 )
-        self._states.update(states)
         elapsed = time.perf_counter() - started
         metrics.RESTORE_SECONDS.labels(self.name).observe(elapsed)
         log.info(
