@@ -180,7 +180,10 @@ class Processor:
         assignment = self._consumer.assignment()
         owned = {tp: records for tp, records in polled.items() if tp in assignment}
         try:
-            await self._ensure_restored([tp.partition for tp in owned])
+            # Every assigned partition at once, not only those in this batch:
+            # a restore's cost is mostly its final empty fetch rounds, paid
+            # once for all partitions instead of once per partition.
+            await self._ensure_restored(sorted(tp.partition for tp in assignment))
             batch = self._decide(owned, started + self._decide_budget_s)
             await self._check_membership(owned)
             await self._publish(batch)
