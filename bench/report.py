@@ -146,7 +146,8 @@ def table(results: Mapping[str, Any]) -> str:
         ),
         (
             "ingress p50 / p99 at 50 % of saturation",
-            f"{_fmt(results.get('ingest_p50_ms'), 1)} / {_fmt(s.get('ingest_p99_ms'), 1)}",
+            f"{_fmt(results.get('ingest_p50_ms'), 1)} / "
+            f"{_fmt(s.get('ingest_p99_ms'), 1)}",
             "ms",
             f"at {_fmt(results.get('half_load_events_per_s'))} events/s",
         ),
@@ -183,7 +184,8 @@ def table(results: Mapping[str, Any]) -> str:
             "dedup restore",
             _fmt(s.get("restore_entries_per_s")),
             "entries/s",
-            f"{_fmt(restore.get('entries'))} entries in {_fmt(restore.get('seconds'), 2)} s",
+            f"{_fmt(restore.get('entries'))} entries in "
+            f"{_fmt(restore.get('seconds'), 2)} s",
         )
     )
     rows.append(
@@ -224,13 +226,15 @@ def table(results: Mapping[str, Any]) -> str:
     for target in evaluate(s):
         verdict = {True: "met", False: "MISSED", None: "not measured"}[target.met]
         lines.append(
-            f"| {target.name} | {_fmt(target.measured, 2)} | {target.bound} | {verdict} |"
+            f"| {target.name} | {_fmt(target.measured, 2)} "
+            f"| {target.bound} | {verdict} |"
         )
     phases = results.get("cpu", {})
     if phases:
         lines += [
             "",
-            "| part | seconds | cores used by the bench | cores used by other processes |",
+            "| part | seconds | cores used by the bench "
+            "| cores used by other processes |",
             "| --- | ---: | ---: | ---: |",
         ]
         for name, use in phases.items():

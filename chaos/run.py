@@ -164,7 +164,10 @@ class Cluster:
 async def until(
     check: Callable[[], Awaitable[bool] | bool], timeout_s: float, what: str = ""
 ) -> float:
-    """Poll ``check`` until it holds; returns the seconds it took, raises at the deadline."""
+    """Poll ``check`` until it holds; return the seconds it took.
+
+    Raises at the deadline.
+    """
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         result = check()
@@ -390,7 +393,10 @@ class Run:
                 self.ledger.record(events, answer)
                 self.check(status == 200, f"half bodies: a complete retry got {status}")
         self.half_retried = {e.event_id for events in retried for e in events}
-        return f"{len(cut_events)} bodies cut off mid-way, {len(retried)} posted again whole"
+        return (
+            f"{len(cut_events)} bodies cut off mid-way, "
+            f"{len(retried)} posted again whole"
+        )
 
     async def sigterm_ingress(self) -> str:
         old = self.cluster.ingress

@@ -50,7 +50,8 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _QUANTITY = re.compile(
-    r"^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?(\d+(\.\d*)?|\.\d+))?$"
+    r"^[+-]?(\d+(\.\d*)?|\.\d+)"
+    r"(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?(\d+(\.\d*)?|\.\d+))?$"
 )
 # Kinds named after DNS-1035 labels (they become DNS names or env prefixes).
 _LABEL_NAMED_KINDS = frozenset({"Service", "Namespace"})
@@ -225,17 +226,23 @@ def _quantity_problems(resource: Resource) -> Iterator[str]:
                     container.get("resources", {}).get(section, {}).items()
                 ):
                     if not _QUANTITY.match(str(value)):
-                        yield f"container {container.get('name')}: {section}.{name} {value!r} is not a quantity"
+                        yield (
+                            f"container {container.get('name')}: "
+                            f"{section}.{name} {value!r} is not a quantity"
+                        )
         for volume in pod.get("volumes", []):
             size = volume.get("emptyDir", {}).get("sizeLimit")
             if size is not None and not _QUANTITY.match(str(size)):
-                yield f"volume {volume.get('name')}: sizeLimit {size!r} is not a quantity"
+                yield (
+                    f"volume {volume.get('name')}: sizeLimit {size!r} is not a quantity"
+                )
     for claim in spec.get("volumeClaimTemplates", []):
         for name, value in (
             claim.get("spec", {}).get("resources", {}).get("requests", {}).items()
         ):
             if not _QUANTITY.match(str(value)):
-                yield f"volume claim {claim.get('metadata', {}).get('name')}: {name} {value!r} is not a quantity"
+                claim_name = claim.get("metadata", {}).get("name")
+                yield (f"volume claim {claim_name}: {name} {value!r} is not a quantity")
 
 
 def _custom_problems(resource: Resource, custom: CustomSchema) -> Iterator[str]:

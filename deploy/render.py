@@ -367,7 +367,10 @@ def _generate(
         return
 
     if len(existing) != 1:
-        msg = f"{where}: behavior {behavior} needs one {kind} {name}, found {len(existing)}"
+        msg = (
+            f"{where}: behavior {behavior} needs one {kind} {name}, "
+            f"found {len(existing)}"
+        )
         raise RenderError(msg)
     target = existing[0]
     if behavior == "merge":

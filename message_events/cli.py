@@ -287,7 +287,10 @@ async def _topics(_: argparse.Namespace, settings: Settings) -> int:
     settings = _with_broker_file(settings)
     outcome = await ensure_topics(settings)
     for spec in declared_topics(settings):
-        line = f"{spec.name:<48} {spec.partitions:>3}  {spec.cleanup_policy:<15} {outcome[spec.name]}"
+        line = (
+            f"{spec.name:<48} {spec.partitions:>3}  "
+            f"{spec.cleanup_policy:<15} {outcome[spec.name]}"
+        )
         print(line)
     return 0
 

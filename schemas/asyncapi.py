@@ -88,7 +88,9 @@ def build() -> dict[str, Any]:
         }
         channels[ident] = {
             "address": spec.name,
-            "description": f"{spec.value.strip('`')}; written by `message-events {spec.writer}`",
+            "description": (
+                f"{spec.value.strip('`')}; written by `message-events {spec.writer}`"
+            ),
             "messages": {ident: {"$ref": f"#/components/messages/{ident}"}},
             "bindings": {
                 "kafka": {

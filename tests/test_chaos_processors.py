@@ -1,4 +1,7 @@
-"""Processors under faults while events flow: kills, joins and leaves, slow and frozen instances, SIGTERM."""
+"""
+Processors under faults while events flow: kills, joins and leaves, slow and
+frozen instances, SIGTERM.
+"""
 
 from __future__ import annotations
 

@@ -712,7 +712,8 @@ def test_references_follow_the_hashed_config_map_name() -> None:
         ),
         pytest.param(
             "resources: [d.yaml]\npatches:\n- target: {kind: Deployment}\n"
-            "  patch: |-\n    - op: replace\n      path: /spec/nothing\n      value: 1\n",
+            "  patch: |-\n    - op: replace\n"
+            "      path: /spec/nothing\n      value: 1\n",
             "does not exist",
             id="json-patch-missing-path",
         ),

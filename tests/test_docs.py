@@ -38,7 +38,10 @@ def test_topics_table_names_every_processor_topic() -> None:
 
 def test_render_fills_an_empty_section() -> None:
     """A section with nothing between its markers gets the table."""
-    text = "<!-- settings:start -->\n<!-- settings:end -->\n<!-- topics:start -->\nold\n<!-- topics:end -->\n"
+    text = (
+        "<!-- settings:start -->\n<!-- settings:end -->\n"
+        "<!-- topics:start -->\nold\n<!-- topics:end -->\n"
+    )
 
     rendered = render(text)
 

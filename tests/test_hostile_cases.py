@@ -312,7 +312,8 @@ class TestText:
     ) -> None:
         """Astral emoji, ZWJ sequences, flags, bidi controls and combining marks."""
         text = (
-            "👨‍👩‍👧‍👦 🇨🇦 🚀 שלום עולם مرحبا بالعالم \u202eevil\u202c "
+            "👨‍👩‍👧‍👦 🇨🇦 🚀 "
+            "שלום עולם مرحبا بالعالم \u202eevil\u202c "
             "\u200f\u200e Zoë e\u0301 \U0001f9ff"
         )
         item = js(event("m-🚀", text=text, **{"from": "\u202e+15555550150"}))

@@ -92,7 +92,7 @@ class TestWhatOrjsonRefuses:
     """RFC 8259 allows a few things orjson refuses; they are items all the same."""
 
     def test_lone_surrogate_escape_is_an_item(self) -> None:
-        """An escaped lone surrogate stays in the value and, as escaped, in the bytes."""
+        """An escaped lone surrogate stays in the value, and escaped in the bytes."""
         item = b'{"text": "\\ud800 and \\udfff"}'
 
         (parsed,) = parse_items(b"[" + item + b"]")

@@ -188,7 +188,10 @@ class TestPublished:
             b'{"type":"message-expired","time":"2026-03-02T18:00:00Z",'
             b'"to":"+15555550150","message":{"id":"m-ok","to":["+15555550150"]}}'
         )
-        no_id = b'{ "type" : "message-sent", "time":"2026-03-02T18:00:00Z",\n "to":"+15555550150","message":{"to":["+15555550150"]}}'
+        no_id = (
+            b'{ "type" : "message-sent", "time":"2026-03-02T18:00:00Z",\n'
+            b' "to":"+15555550150","message":{"to":["+15555550150"]}}'
+        )
         to_string = (
             b'{"type":"message-sent","time":"2026-03-02T18:00:00Z",'
             b'"to":"+15555550150","message":{"id":"m-3","to":"+15555550150"}}'

@@ -692,7 +692,10 @@ class TestMetricsAndLogs:
         bad = {"Authorization": encode_basic_auth(USER, "nope")}
         await client.post(CALLBACK_PATH, data=_body(_event()), headers=bad)
 
-        lines = [(r.levelno, r.fields["status"]) for r in caplog.records]  # type: ignore[attr-defined]
+        lines = [
+            (r.levelno, r.fields["status"])  # type: ignore[attr-defined]
+            for r in caplog.records
+        ]
         assert lines == [(logging.DEBUG, 401), (logging.INFO, 401)]
 
     async def test_no_personal_data_in_logs(

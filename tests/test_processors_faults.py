@@ -188,7 +188,9 @@ async def test_sigkilled_process_restarts_without_loss_or_duplicate(
     ]
     items = synthetic_statuses(400, seed="k")
 
-    victim = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
+    victim = subprocess.Popen(  # noqa: ASYNC220
+        command, env=env, stdout=subprocess.DEVNULL
+    )
     try:
         await publish_events(bootstrap, settings.topic(EVENTS_TOPIC), items)
         await _outputs(settings, expected=50, settle_s=0)
@@ -196,7 +198,9 @@ async def test_sigkilled_process_restarts_without_loss_or_duplicate(
         victim.send_signal(signal.SIGKILL)
         await asyncio.to_thread(victim.wait)
 
-    survivor = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)  # noqa: ASYNC220
+    survivor = subprocess.Popen(  # noqa: ASYNC220
+        command, env=env, stdout=subprocess.DEVNULL
+    )
     try:
         records = await _outputs(settings, expected=len(items), settle_s=3)
     finally:
