@@ -52,7 +52,6 @@ class _Batch:
         self.outputs: list[tuple[int, bytes, bytes, _Headers]] = []
         self.entries: dict[int, list[tuple[bytes, bytes]]] = {}
         self.positions: dict[TopicPartition, int] = {}
-        self.firsts: dict[TopicPartition, int] = {}
         self.outcomes: dict[str, int] = {}
 
     def count(self, outcome: str) -> None:
